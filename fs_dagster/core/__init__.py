@@ -1,0 +1,1 @@
+"""Plain-Python core of fs-dagster: no Dagster import anywhere below this package."""

@@ -1,0 +1,656 @@
+"""A native Copy-on-Write writer for Apache Hudi table version 6 (pyarrow only, no JVM).
+
+It writes the real on-disk format (timeline, ``hoodie.properties``, base files with the ``_hoodie_*`` columns) so
+hudi-rs, Spark and Trino read what it writes. It implements :class:`fs_dagster.core.offline.OfflineWriter`; a Spark
+or hudi-rs writer can replace it behind that protocol.
+
+Commit protocol (docs/hudi-format.md section 5): lock -> roll back pending instants -> ``<t>.commit.requested``
+-> ``<t>.inflight`` -> partition metadata and base files -> ``<t>.commit`` published atomically (rename).
+A writer killed anywhere leaves the table as of its last completed commit; the next writer rolls back the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fs_dagster.core.errors import IncompatibleTableError, InvalidDataError
+from fs_dagster.core.offline import fault_points
+from fs_dagster.core.offline.hudi_lock import TableWriteLock
+from fs_dagster.core.offline.hudi_properties import (
+    HOODIE_DIR,
+    PROPERTIES_FILE,
+    HudiTableConfig,
+    check_writable,
+    read_properties,
+    render_properties,
+    write_atomically,
+)
+from fs_dagster.core.offline.hudi_schema import (
+    META_COLUMNS,
+    META_SCHEMA,
+    avro_schema,
+    canonicalize_new_table,
+    conform_to_table,
+    to_arrow,
+)
+from fs_dagster.core.offline.hudi_timeline import (
+    PARTITION_METADATA,
+    TimelineState,
+    next_instant,
+    read_commit_metadata,
+    rollback_pending,
+    scan,
+)
+
+DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """One base file written by a commit (one entry of ``partitionToWriteStats``)."""
+
+    partition_path: str
+    file_id: str
+    path: str
+    prev_commit: str
+    num_writes: int
+    num_inserts: int
+    num_updates: int
+    num_deletes: int
+    size: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one write did. ``instant`` is None when the batch was empty and nothing was committed."""
+
+    instant: str | None
+    operation: str
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    files: tuple[FileWrite, ...] = ()
+    columns_added: tuple[str, ...] = ()
+    rolled_back: tuple[str, ...] = ()
+    duplicates_dropped: int = 0
+
+    @property
+    def rows_written(self) -> int:
+        return self.rows_inserted + self.rows_updated
+
+
+@dataclass
+class _FileGroupPlan:
+    partition_path: str
+    file_id: str
+    prev_path: str | None = None  # relative path of the current base file, None for a new file group
+    prev_commit: str = "null"
+    prev_rows: int = 0  # rows in the current base file
+    kept: pa.Table | None = None  # old rows carried over unchanged (with meta columns); None = all, not read yet
+    written: list[pa.Table] = field(default_factory=list)  # new row versions (data columns only)
+    num_inserts: int = 0
+    num_updates: int = 0
+    num_deletes: int = 0
+
+    def rows(self) -> int:
+        kept = self.kept.num_rows if self.kept is not None else self.prev_rows
+        return kept + sum(t.num_rows for t in self.written)
+
+
+class HudiWriter:
+    """Writes (upserts, deletes) one Hudi Copy-on-Write table, creating it on the first write.
+
+    Args:
+        base_path: the table's folder.
+        config: keys and partitioning; required to create the table, checked against an existing one.
+        lock_timeout: seconds to wait for another writer of the same table before ``TableLockedError``.
+        max_file_rows: rows per base file before a new file group is started.
+        small_file_rows: a file group with fewer rows takes new inserts of its partition (fewer, larger files).
+        durable: fsync data files and the commit before it is published.
+
+    Example:
+        writer = HudiWriter("/data/weather", HudiTableConfig("weather", ("origin", "time_hour"),
+                            partition_fields=("origin",), precombine_field="time_hour"))
+        result = writer.upsert(df)          # -> CommitResult(instant="20240101120000123", ...)
+        writer.delete(df[["origin", "time_hour"]])
+    """
+
+    def __init__(
+        self,
+        base_path: str | os.PathLike[str],
+        config: HudiTableConfig | None = None,
+        *,
+        lock_timeout: float = 60.0,
+        max_file_rows: int = 2_000_000,
+        small_file_rows: int = 200_000,
+        durable: bool = True,
+    ) -> None:
+        self.base_path = Path(base_path)
+        self._requested_config = config
+        self.lock_timeout = lock_timeout
+        self.max_file_rows = max_file_rows
+        self.small_file_rows = min(small_file_rows, max_file_rows)
+        self.durable = durable
+
+    # --- public operations -------------------------------------------------------------------------------
+
+    def upsert(self, data: Any) -> CommitResult:
+        """Inserts new keys and replaces existing ones. Within the batch the largest precombine value wins,
+        then the last occurrence."""
+        return self._write(to_arrow(data), "UPSERT")
+
+    def delete(self, keys: Any) -> CommitResult:
+        """Deletes rows by record key. Without the partition columns every partition is searched."""
+        return self._write(to_arrow(keys), "DELETE")
+
+    @property
+    def config(self) -> HudiTableConfig:
+        if (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists():
+            return HudiTableConfig.from_properties(read_properties(self.base_path))
+        if self._requested_config is None:
+            raise IncompatibleTableError(f"{self.base_path} is not a Hudi table and no config was given to create it")
+        return self._requested_config
+
+    def create(self, initial_schema: pa.Schema | None = None) -> HudiTableConfig:
+        """Creates the table folder and ``hoodie.properties`` if missing (no commit). Idempotent."""
+        (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
+        with TableWriteLock(self.base_path, self.lock_timeout):
+            return self._create_locked(initial_schema)
+
+    # --- the commit protocol -----------------------------------------------------------------------------
+
+    def _create_locked(self, initial_schema: pa.Schema | None) -> HudiTableConfig:
+        props_path = self.base_path / HOODIE_DIR / PROPERTIES_FILE
+        if props_path.exists():
+            existing = HudiTableConfig.from_properties(read_properties(self.base_path))
+            self._check_same_identity(existing)
+            return existing
+        config = self.config
+        for sub in ("archived", ".temp", ".aux"):
+            (self.base_path / HOODIE_DIR / sub).mkdir(exist_ok=True)
+        schema_json = avro_schema(config.name, initial_schema) if initial_schema is not None else None
+        write_atomically(props_path, render_properties(config.to_properties(schema_json)).encode(), self.durable)
+        return config
+
+    def _check_same_identity(self, existing: HudiTableConfig) -> None:
+        wanted = self._requested_config
+        if wanted is None:
+            return
+        for attr in ("record_key_fields", "partition_fields"):
+            if tuple(getattr(wanted, attr)) != tuple(getattr(existing, attr)):
+                raise IncompatibleTableError(
+                    f"{self.base_path}: table has {attr}={list(getattr(existing, attr))}, "
+                    f"the writer was configured with {list(getattr(wanted, attr))}"
+                )
+
+    def _write(self, batch: pa.Table, operation: str) -> CommitResult:
+        (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
+        with TableWriteLock(self.base_path, self.lock_timeout):
+            config = self._create_locked(None)
+            check_writable(self.base_path, read_properties(self.base_path))
+            state = scan(self.base_path)
+            rolled_back = tuple(rollback_pending(self.base_path, state))
+            if rolled_back:
+                state = TimelineState(completed=state.completed, pending=[])
+            fault_points.reached("after_rollback")
+
+            table_schema, previous_avro = self._current_schema(state)
+            prepared = _prepare_batch(batch, config, table_schema, operation)
+            if prepared.table.num_rows == 0:
+                return CommitResult(instant=None, operation=operation, rolled_back=rolled_back)
+
+            instant = next_instant(state)
+            hoodie = self.base_path / HOODIE_DIR
+            _write_file(hoodie / f"{instant}.commit.requested", b"", self.durable)
+            fault_points.reached("after_requested")
+
+            plans = self._plan(prepared, config, operation)
+            _write_file(hoodie / f"{instant}.inflight", _inflight_json(plans, operation), self.durable)
+            fault_points.reached("after_inflight")
+
+            files = self._write_file_groups(plans, prepared, config, instant)
+            schema_json = avro_schema(config.name, prepared.schema, previous_avro)
+            commit = _commit_json(files, operation, schema_json)
+            # another writer may have upgraded the table or added a metadata table meanwhile: refuse to publish
+            check_writable(self.base_path, read_properties(self.base_path))
+            fault_points.reached("before_commit")
+            write_atomically(hoodie / f"{instant}.commit", commit, self.durable)
+            fault_points.reached("after_commit")
+
+        return CommitResult(
+            instant=instant,
+            operation=operation,
+            rows_inserted=sum(f.num_inserts for f in files),
+            rows_updated=sum(f.num_updates for f in files),
+            rows_deleted=sum(f.num_deletes for f in files),
+            files=tuple(files),
+            columns_added=prepared.columns_added,
+            rolled_back=rolled_back,
+            duplicates_dropped=prepared.duplicates_dropped,
+        )
+
+    def _current_schema(self, state: TimelineState) -> tuple[pa.Schema | None, str | None]:
+        """The data schema and Avro schema of the latest commit, or (None, None) for a table without commits."""
+        if state.latest is None:
+            return None, None
+        from hudi import HudiTable  # the official reader decodes Spark-written Avro schemas for us
+
+        table = HudiTable(str(self.base_path))
+        avro = read_commit_metadata(self.base_path, state.latest).get("extraMetadata", {}).get("schema")
+        return table.get_schema(), avro
+
+    def _plan(self, prepared: _PreparedBatch, config: HudiTableConfig, operation: str) -> list[_FileGroupPlan]:
+        slices = _latest_file_slices(self.base_path)
+        plans: list[_FileGroupPlan] = []
+        if prepared.has_partitions:
+            targets = prepared.split_by_partition()
+        else:  # a delete without partition columns: search every partition
+            targets = {partition_path: prepared.table for partition_path in slices}
+        for partition_path, rows in targets.items():
+            batch_keys = rows[KEY_COLUMN]
+            existing = slices.get(partition_path, [])
+            seen = pa.chunked_array([], pa.string())
+            touched: list[_FileGroupPlan] = []
+            for file_id, rel_path, commit_time, slice_keys in _read_slice_keys(self.base_path, existing):
+                hit = pc.is_in(slice_keys, value_set=batch_keys)
+                n_hit = pc.sum(hit).as_py() or 0
+                seen = pa.chunked_array(seen.chunks + [slice_keys])
+                plan = _FileGroupPlan(partition_path, file_id, rel_path, commit_time, prev_rows=len(slice_keys))
+                if n_hit:
+                    plan.kept = pq.read_table(self.base_path / rel_path).filter(pc.invert(hit))
+                    if operation == "DELETE":
+                        plan.num_deletes = n_hit
+                    else:
+                        mine = pc.is_in(batch_keys, value_set=slice_keys)
+                        plan.written.append(rows.filter(mine))
+                        plan.num_updates = n_hit
+                    touched.append(plan)
+                elif operation != "DELETE":
+                    touched.append(plan)  # candidate small file for inserts; dropped below if unused
+            if operation == "DELETE":
+                plans.extend(touched)
+                continue
+            new_rows = rows.filter(pc.invert(pc.is_in(batch_keys, value_set=seen))) if len(seen) else rows
+            plans.extend(self._place_inserts(partition_path, touched, new_rows))
+        return plans
+
+    def _place_inserts(
+        self, partition_path: str, candidates: list[_FileGroupPlan], new_rows: pa.Table
+    ) -> list[_FileGroupPlan]:
+        """Small-file handling: new keys first fill the partition's smallest file groups, then new ones."""
+        offset = 0
+        for plan in sorted(candidates, key=lambda p: p.rows()):
+            if offset >= new_rows.num_rows:
+                break
+            room = self.max_file_rows - plan.rows()
+            if plan.rows() >= self.small_file_rows or room <= 0:
+                continue
+            take = new_rows.slice(offset, room)
+            plan.written.append(take)
+            plan.num_inserts += take.num_rows
+            offset += take.num_rows
+        used = [p for p in candidates if p.written or p.num_deletes]
+        while offset < new_rows.num_rows:
+            take = new_rows.slice(offset, self.max_file_rows)
+            plan = _FileGroupPlan(partition_path, f"{uuid.uuid4()}-0")
+            plan.written.append(take)
+            plan.num_inserts = take.num_rows
+            used.append(plan)
+            offset += take.num_rows
+        return used
+
+    def _write_file_groups(
+        self, plans: list[_FileGroupPlan], prepared: _PreparedBatch, config: HudiTableConfig, instant: str
+    ) -> list[FileWrite]:
+        files: list[FileWrite] = []
+        for plan in plans:
+            if plan.kept is None and plan.prev_path is not None:  # a small file chosen for inserts
+                plan.kept = pq.read_table(self.base_path / plan.prev_path)
+        new_partitions = {p.partition_path for p in plans}
+        partition_depth = len(config.partition_fields)
+        for partition_path in sorted(new_partitions):
+            folder = self.base_path / partition_path if partition_path else self.base_path
+            folder.mkdir(parents=True, exist_ok=True)
+            meta = folder / PARTITION_METADATA
+            if not meta.exists():
+                write_atomically(meta, _partition_metadata(instant, partition_depth), self.durable)
+        fault_points.reached("after_partition_metadata")
+        for task, plan in enumerate(plans):
+            file_name = f"{plan.file_id}_{task}-1-0_{instant}.parquet"
+            rel_path = f"{plan.partition_path}/{file_name}" if plan.partition_path else file_name
+            table = _assemble_file(plan, prepared, instant, task, file_name)
+            size = _write_parquet(table, self.base_path / rel_path, self.durable)
+            files.append(
+                FileWrite(
+                    partition_path=plan.partition_path,
+                    file_id=plan.file_id,
+                    path=rel_path,
+                    prev_commit=plan.prev_commit,
+                    num_writes=table.num_rows,
+                    num_inserts=plan.num_inserts,
+                    num_updates=plan.num_updates,
+                    num_deletes=plan.num_deletes,
+                    size=size,
+                )
+            )
+            fault_points.reached("after_data_file")
+        return files
+
+
+# --- batch preparation ---------------------------------------------------------------------------------------
+
+
+KEY_COLUMN = "__fs_record_key"
+PARTITION_COLUMN = "__fs_partition_path"
+
+
+@dataclass
+class _PreparedBatch:
+    """The batch in table column order, plus two internal columns (record key, partition path) that travel
+    with the rows through every filter and take; they are dropped when a file is assembled."""
+
+    table: pa.Table
+    schema: pa.Schema  # the table's data schema after this write
+    has_partitions: bool = True  # False: a delete without partition columns (search every partition)
+    columns_added: tuple[str, ...] = ()
+    duplicates_dropped: int = 0
+
+    @property
+    def record_keys(self) -> pa.ChunkedArray:
+        return self.table[KEY_COLUMN]
+
+    def split_by_partition(self) -> dict[str, pa.Table]:
+        encoded = pc.dictionary_encode(self.table[PARTITION_COLUMN]).combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
+        return {
+            name: self.table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
+            for i, name in enumerate(encoded.dictionary.to_pylist())
+        }
+
+
+def _prepare_batch(
+    batch: pa.Table, config: HudiTableConfig, table_schema: pa.Schema | None, operation: str
+) -> _PreparedBatch:
+    """Validates keys, fits the batch to the table schema, computes record keys and partition paths, dedups."""
+    _require_columns(batch, config.record_key_fields, "record key")
+    if operation == "DELETE":
+        return _prepare_delete(batch, config, table_schema)
+    _require_columns(batch, config.partition_fields, "partition")
+    if config.precombine_field:
+        _require_columns(batch, (config.precombine_field,), "event time (precombine)")
+    if table_schema is None:
+        table, added = canonicalize_new_table(batch), ()
+        schema = table.schema
+    else:
+        table, plan = conform_to_table(batch, table_schema)
+        schema, added = plan.schema, plan.added
+    _check_not_null(table, config.record_key_fields, "record key")
+    table = table.append_column(KEY_COLUMN, _record_keys(table, config))
+    table = table.append_column(PARTITION_COLUMN, _partition_paths(table, config))
+    table, dropped = _dedup(table, config.precombine_field)
+    return _PreparedBatch(table, schema, True, added, dropped)
+
+
+def _prepare_delete(batch: pa.Table, config: HudiTableConfig, table_schema: pa.Schema | None) -> _PreparedBatch:
+    if table_schema is None:  # nothing committed yet: nothing to delete
+        return _PreparedBatch(batch.slice(0, 0), batch.schema)
+    columns = list(config.record_key_fields)
+    has_partitions = all(f in batch.column_names for f in config.partition_fields)
+    if has_partitions:
+        columns += [f for f in config.partition_fields if f not in columns]
+    arrays = []
+    for name in columns:
+        target = table_schema.field(name).type
+        arrays.append(batch[name] if batch[name].type == target else _cast_key(name, batch[name], target))
+    keys_table = pa.table(arrays, names=columns)
+    _check_not_null(keys_table, config.record_key_fields, "record key")
+    keys_table = keys_table.append_column(KEY_COLUMN, _record_keys(keys_table, config))
+    if has_partitions:
+        keys_table = keys_table.append_column(PARTITION_COLUMN, _partition_paths(keys_table, config))
+    return _PreparedBatch(keys_table, table_schema, has_partitions)
+
+
+def _cast_key(name: str, array: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    try:
+        if pa.types.is_timestamp(array.type) and array.type.tz is None and pa.types.is_timestamp(target):
+            array = pc.assume_timezone(array, "UTC")
+        return array.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidDataError(f"key column {name!r}: {array.type} values do not match the table's {target}") from exc
+
+
+def _require_columns(batch: pa.Table, names: tuple[str, ...], role: str) -> None:
+    missing = [n for n in names if n not in batch.column_names]
+    if missing:
+        raise InvalidDataError(f"{role} column(s) {missing} missing from the batch (columns: {batch.column_names})")
+
+
+def _check_not_null(table: pa.Table, names: tuple[str, ...], role: str) -> None:
+    for name in names:
+        column = table[name]
+        if column.null_count:
+            first = pc.index(pc.is_null(column), True).as_py()
+            raise InvalidDataError(
+                f"{role} column {name!r} has {column.null_count} null value(s) (first at row {first}); "
+                "keys must not be null"
+            )
+
+
+def _as_string(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_string(column.type):
+        return column
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowNotImplementedError as exc:
+        raise InvalidDataError(f"column {name!r} of type {column.type} cannot be used as a key") from exc
+
+
+def _record_keys(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
+    """Simple keys are the value as a string; complex keys ``f1:v1,f2:v2`` (Spark's ComplexKeyGenerator)."""
+    fields = config.record_key_fields
+    if not config.complex_key:
+        return _as_string(fields[0], table[fields[0]])
+    parts: list[Any] = []
+    for i, name in enumerate(fields):
+        parts += [("," if i else "") + f"{name}:", _as_string(name, table[name])]
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
+    if not config.partition_fields:
+        return pa.chunked_array([pa.repeat("", table.num_rows)], pa.string())
+    parts: list[Any] = []
+    for i, name in enumerate(config.partition_fields):
+        values = _as_string(name, table[name])
+        values = pc.if_else(pc.or_kleene(pc.is_null(values), pc.equal(values, "")), DEFAULT_PARTITION, values)
+        bad = pc.match_substring(values, "/")
+        if pc.any(bad).as_py():
+            example = values.filter(bad)[0].as_py()
+            raise InvalidDataError(f"partition column {name!r} value {example!r} contains '/', which Hudi cannot use")
+        prefix = ("/" if i else "") + (f"{name}=" if config.hive_style else "")
+        parts += [prefix, values] if prefix else [values]
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _dedup(table: pa.Table, precombine: str | None) -> tuple[pa.Table, int]:
+    """Keeps one row per (partition, key): the largest precombine value, then the last occurrence."""
+    combined = pc.binary_join_element_wise(table[PARTITION_COLUMN], table[KEY_COLUMN], "\x1f")
+    if pc.count_distinct(combined).as_py() == table.num_rows:
+        return table, 0
+    sort_columns = {"k": combined, "row": pa.array(np.arange(table.num_rows))}
+    order_by = [("k", "ascending")]
+    if precombine:
+        sort_columns["p"] = table[precombine]
+        order_by.append(("p", "ascending"))
+    order_by.append(("row", "ascending"))
+    order = pc.sort_indices(pa.table(sort_columns), sort_keys=order_by, null_placement="at_start")
+    sorted_keys = combined.take(order)
+    n = len(sorted_keys)
+    last_of_group = pc.not_equal(sorted_keys.slice(0, n - 1), sorted_keys.slice(1)).combine_chunks()
+    survivors = order.filter(pa.concat_arrays([last_of_group, pa.array([True])]))
+    survivors = pc.take(survivors, pc.sort_indices(survivors))  # input order among survivors
+    return table.take(survivors), table.num_rows - len(survivors)
+
+
+# --- existing file groups -----------------------------------------------------------------------------------
+
+
+def _latest_file_slices(base_path: Path) -> dict[str, list[tuple[str, str, str]]]:
+    """partition path -> [(file id, base file relative path, its commit)] as hudi-rs sees the latest snapshot."""
+    from hudi import HudiTable
+
+    out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for s in HudiTable(str(base_path)).get_file_slices():
+        out[s.partition_path].append((s.file_id, s.base_file_relative_path(), s.creation_instant_time))
+    return out
+
+
+def _read_slice_keys(base_path: Path, slices: list[tuple[str, str, str]]):
+    for file_id, rel_path, commit_time in slices:
+        keys = pq.read_table(base_path / rel_path, columns=["_hoodie_record_key"])["_hoodie_record_key"]
+        yield file_id, rel_path, commit_time, keys
+
+
+# --- file assembly ------------------------------------------------------------------------------------------
+
+
+def _assemble_file(plan: _FileGroupPlan, prepared: _PreparedBatch, instant: str, task: int, file_name: str) -> pa.Table:
+    """Old unchanged rows keep their commit time and sequence number; new versions get this instant's."""
+    schema = pa.schema(list(META_SCHEMA) + list(prepared.schema))
+    parts: list[pa.Table] = []
+    if plan.kept is not None and plan.kept.num_rows:
+        kept = _align(plan.kept, schema)
+        parts.append(kept.set_column(4, schema.field(4), pa.repeat(file_name, kept.num_rows)))
+    new_rows = pa.concat_tables(plan.written) if plan.written else None
+    if new_rows is not None and new_rows.num_rows:
+        parts.append(_with_meta(new_rows, prepared, instant, task, file_name, schema))
+    if not parts:
+        return schema.empty_table()
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    keys = table["_hoodie_record_key"]
+    bounds = pc.min_max(keys)
+    metadata = {
+        b"hoodie_min_record_key": (bounds["min"].as_py() or "").encode(),
+        b"hoodie_max_record_key": (bounds["max"].as_py() or "").encode(),
+    }
+    return table.replace_schema_metadata(metadata)
+
+
+def _with_meta(
+    rows: pa.Table, prepared: _PreparedBatch, instant: str, task: int, file_name: str, schema: pa.Schema
+) -> pa.Table:
+    n = rows.num_rows
+    seqno = pc.binary_join_element_wise(
+        pa.repeat(f"{instant}_{task}_", n), pa.array(np.arange(n)).cast(pa.string()), ""
+    )
+    meta = [
+        pa.repeat(instant, n),
+        seqno,
+        rows[KEY_COLUMN],
+        rows[PARTITION_COLUMN],
+        pa.repeat(file_name, n),
+    ]
+    data = _align(rows, pa.schema(list(prepared.schema)))
+    return pa.Table.from_arrays(meta + list(data.columns), schema=schema)
+
+
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Orders columns as ``schema`` and adds missing (newly evolved) columns as nulls."""
+    arrays = []
+    for f in schema:
+        if f.name in table.column_names:
+            column = table[f.name]
+            arrays.append(column if column.type == f.type else column.cast(f.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
+    with open(path, "wb") as handle:
+        pq.write_table(table, handle, compression="snappy", coerce_timestamps="us", allow_truncated_timestamps=False)
+        handle.flush()
+        if durable:
+            os.fsync(handle.fileno())
+        return handle.tell()
+
+
+def _write_file(path: Path, data: bytes, durable: bool) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _partition_metadata(instant: str, depth: int) -> bytes:
+    now = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    return f"#partition metadata\n#{now}\ncommitTime={instant}\npartitionDepth={depth}\n".encode()
+
+
+# --- commit metadata ----------------------------------------------------------------------------------------
+
+
+def _write_stat(f: FileWrite | None, plan: _FileGroupPlan | None = None) -> dict[str, Any]:
+    return {
+        "fileId": f.file_id if f else (plan.file_id if plan and plan.prev_path else ""),
+        "path": f.path if f else None,
+        "prevCommit": f.prev_commit if f else (plan.prev_commit if plan else "null"),
+        "numWrites": f.num_writes if f else 0,
+        "numDeletes": f.num_deletes if f else 0,
+        "numUpdateWrites": f.num_updates if f else 0,
+        "numInserts": f.num_inserts if f else 0,
+        "totalWriteBytes": f.size if f else 0,
+        "totalWriteErrors": 0,
+        "tempPath": None,
+        "cdcStats": None,
+        "partitionPath": f.partition_path if f else (plan.partition_path if plan else ""),
+        "totalLogRecords": 0,
+        "totalLogFilesCompacted": 0,
+        "totalLogSizeCompacted": 0,
+        "totalUpdatedRecordsCompacted": 0,
+        "totalLogBlocks": 0,
+        "totalCorruptLogBlock": 0,
+        "totalRollbackBlocks": 0,
+        "fileSizeInBytes": f.size if f else 0,
+        "minEventTime": None,
+        "maxEventTime": None,
+        "runtimeStats": None,
+    }
+
+
+def _inflight_json(plans: list[_FileGroupPlan], operation: str) -> bytes:
+    stats: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for plan in plans:
+        stats[plan.partition_path].append(_write_stat(None, plan))
+    body = {"partitionToWriteStats": stats, "compacted": False, "extraMetadata": {}, "operationType": operation}
+    return json.dumps(body, indent=2).encode()
+
+
+def _commit_json(files: list[FileWrite], operation: str, schema_json: str) -> bytes:
+    stats: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for f in files:
+        stats[f.partition_path].append(_write_stat(f))
+    body = {
+        "partitionToWriteStats": stats,
+        "compacted": False,
+        "extraMetadata": {"schema": schema_json},
+        "operationType": operation,
+    }
+    return json.dumps(body, indent=2).encode()
