@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from fs_dagster.core.offline.hudi_schema import META_COLUMNS
 from fs_dagster.core.offline.hudi_timeline import datetime_to_instant, instant_to_datetime
 
 AsOf = str | datetime | None
+_V8_COMMIT_FILE = re.compile(r"^(\d{17})_(\d{17})\.commit$")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class HudiTableReader:
         return [str(self.base_path / s.base_file_relative_path()) for s in table.get_file_slices(options)]
 
     def changed_files(self, start: str, end: str) -> list[str]:
+        start, end = self._incremental_bounds(start, end)
         options = (
             HudiReadOptions()
             .with_query_type(HudiQueryType.Incremental)
@@ -133,6 +136,23 @@ class HudiTableReader:
             .with_end_timestamp(end)
         )
         return [str(self.base_path / s.base_file_relative_path()) for s in self._table().get_file_slices(options)]
+
+    def _incremental_bounds(self, start: str, end: str) -> tuple[str, str]:
+        """hudi-rs selects incremental commits by instant (start) time on v6 tables but by completion time on v8
+        (timeline layout 2: ``.hoodie/timeline/<start>_<completion>.commit``); passing start instants to a v8 table
+        returns the wrong commits' files. Our API takes commit instants on every version, so on v8 each bound
+        becomes the completion time of the last commit that started at or before it (a single writer's commits
+        complete in the order they start); the ``_hoodie_commit_time`` filter then selects the exact rows."""
+        timeline = self.base_path / HOODIE_DIR / "timeline"
+        if not timeline.is_dir():
+            return start, end
+        pairs = [m.groups() for m in map(_V8_COMMIT_FILE.match, os.listdir(timeline)) if m]
+
+        def completion(bound: str) -> str:
+            done = [completed for started, completed in pairs if started <= bound]
+            return max(done) if done else "0" * 17
+
+        return completion(start), completion(end)
 
     def schema(self) -> pa.Schema:
         """The data schema (no meta columns) of the latest commit."""
@@ -156,7 +176,8 @@ class HudiTableReader:
             with_meta: include the ``_hoodie_*`` columns.
         """
         files = self.base_files(as_of)
-        return self._scan(files, self._projection(columns, with_meta), where)
+        instant = self.resolve_as_of(as_of) if as_of is not None and columns is None else None
+        return self._scan(files, self._projection(columns, with_meta, instant), where)
 
     def read_changes(
         self,
@@ -174,7 +195,7 @@ class HudiTableReader:
         start = start or "00000000000000000"
         files = self.changed_files(start, end)
         predicate = f"_hoodie_commit_time > {sql_string(start)} AND _hoodie_commit_time <= {sql_string(end)}"
-        return self._scan(files, self._projection(columns, with_meta), predicate)
+        return self._scan(files, self._projection(columns, with_meta, end if end != latest else None), predicate)
 
     def deleted_keys(self, start: str, end: str | None = None) -> pa.Table:
         """Record keys (with partition path) present as of ``start`` and gone as of ``end``."""
@@ -209,12 +230,31 @@ class HudiTableReader:
             self._connection.execute("SET TimeZone='UTC'")
         return self._connection
 
-    def _projection(self, columns: Sequence[str] | None, with_meta: bool) -> list[str] | None:
+    def _projection(self, columns: Sequence[str] | None, with_meta: bool, instant: str | None = None) -> list[str]:
         if columns is None:
-            if with_meta:
-                return None
-            return [n for n in self.schema().names if n not in META_COLUMNS]
+            columns = self._columns_as_of(instant)
         return (list(META_COLUMNS) if with_meta else []) + list(columns)
+
+    def _columns_as_of(self, instant: str | None) -> list[str]:
+        """The data columns of the table as of commit ``instant`` (None: the latest).
+
+        A column added by a later commit (schema evolution) is not part of an older snapshot: time travel returns
+        the columns the table had then (hudi-rs would return today's schema with the new columns all null, and
+        DuckDB cannot even select a column no file of that snapshot has). The names come from the commit's
+        ``extraMetadata.schema``, the types from the latest schema (a column's type never changes).
+        """
+        latest = [n for n in self.schema().names if n not in META_COLUMNS]
+        if instant is None:
+            return latest
+        timeline = self._table().get_timeline()
+        match = [i for i in timeline.get_completed_commits() if i.timestamp == instant]
+        if not match:
+            return latest
+        avro = (json.loads(timeline.get_instant_metadata_in_json(match[0])).get("extraMetadata") or {}).get("schema")
+        if not avro:
+            return latest
+        then = {f["name"] for f in json.loads(avro).get("fields", [])}
+        return [n for n in latest if n in then]
 
     def _source(self, files: list[str]) -> str:
         listed = ", ".join(sql_string(f) for f in files)

@@ -165,6 +165,7 @@ class HudiWriter:
 
     def create(self, initial_schema: pa.Schema | None = None) -> HudiTableConfig:
         """Creates the table folder and ``hoodie.properties`` if missing (no commit). Idempotent."""
+        self._refuse_unwritable_table()
         (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
         with TableWriteLock(self.base_path, self.lock_timeout):
             return self._create_locked(initial_schema)
@@ -195,7 +196,14 @@ class HudiWriter:
                     f"the writer was configured with {list(getattr(wanted, attr))}"
                 )
 
+    def _refuse_unwritable_table(self) -> None:
+        """Refuses a table of another version (or with a metadata table) before the lock file is created in it:
+        a refused write must leave e.g. a Spark-written v8 table untouched. Checked again under the lock."""
+        if (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists():
+            check_writable(self.base_path, read_properties(self.base_path))
+
     def _write(self, batch: pa.Table, operation: str) -> CommitResult:
+        self._refuse_unwritable_table()
         (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
         with TableWriteLock(self.base_path, self.lock_timeout):
             config = self._create_locked(None)
@@ -261,28 +269,31 @@ class HudiWriter:
         for partition_path, rows in targets.items():
             batch_keys = rows[KEY_COLUMN]
             existing = slices.get(partition_path, [])
-            seen = pa.chunked_array([], pa.string())
+            # batch rows whose key some file group holds. Membership is symmetric: a file group without a hit
+            # holds none of the batch keys, so only the groups with hits are checked (no set of every key).
+            found: pa.ChunkedArray | None = None
             touched: list[_FileGroupPlan] = []
             for file_id, rel_path, commit_time, slice_keys in _read_slice_keys(self.base_path, existing):
                 hit = pc.is_in(slice_keys, value_set=batch_keys)
                 n_hit = pc.sum(hit).as_py() or 0
-                seen = pa.chunked_array(seen.chunks + [slice_keys])
                 plan = _FileGroupPlan(partition_path, file_id, rel_path, commit_time, prev_rows=len(slice_keys))
                 if n_hit:
                     plan.kept = pq.read_table(self.base_path / rel_path).filter(pc.invert(hit))
                     if operation == "DELETE":
                         plan.num_deletes = n_hit
                     else:
-                        mine = pc.is_in(batch_keys, value_set=slice_keys)
+                        # the hit keys are exactly the batch keys this file holds: a set of n_hit, not of the file
+                        mine = pc.is_in(batch_keys, value_set=slice_keys.filter(hit))
                         plan.written.append(rows.filter(mine))
                         plan.num_updates = n_hit
+                        found = mine if found is None else pc.or_(found, mine)
                     touched.append(plan)
                 elif operation != "DELETE":
                     touched.append(plan)  # candidate small file for inserts; dropped below if unused
             if operation == "DELETE":
                 plans.extend(touched)
                 continue
-            new_rows = rows.filter(pc.invert(pc.is_in(batch_keys, value_set=seen))) if len(seen) else rows
+            new_rows = rows.filter(pc.invert(found)) if found is not None else rows
             plans.extend(self._place_inserts(partition_path, touched, new_rows))
         return plans
 

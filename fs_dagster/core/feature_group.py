@@ -1,0 +1,305 @@
+"""A feature group handle: writes go to its Hudi table (and the registry), reads come back as pandas or Arrow."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fs_dagster.core.errors import InvalidDataError, NotFoundError
+from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
+from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
+from fs_dagster.core.offline.hudi_schema import to_arrow
+from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
+from fs_dagster.core.registry import CommitRecord
+from fs_dagster.core.specs import FeatureGroupSpec
+
+if TYPE_CHECKING:
+    from fs_dagster.core.store import FeatureStore
+
+log = logging.getLogger(__name__)
+DataFrameType = Literal["pandas", "arrow"]
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A half-open event-time range ``[start, end)`` (aware datetimes), e.g. a Dagster partition's window."""
+
+    start: datetime
+    end: datetime
+
+
+class FeatureGroup:
+    """One version of a feature group: its offline Hudi table plus its registry entry.
+
+    Get one from :meth:`FeatureStore.get_or_create_feature_group`; don't construct it directly.
+
+    Example:
+        fg = fs.get_or_create_feature_group("weather_hourly", primary_key=["origin", "time_hour"],
+                                            event_time="time_hour", partition_key=["origin"])
+        fg.insert(df)                       # upsert; returns the CommitResult
+        fg.read()                           # latest snapshot as pandas
+        fg.read(as_of="20240101120000123")  # time travel
+        fg.read_changes(start=instant)      # rows written after a commit
+    """
+
+    def __init__(self, store: FeatureStore, spec: FeatureGroupSpec) -> None:
+        self._store = store
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"FeatureGroup({self.spec.name!r}, version={self.spec.version}, path={str(self.path)!r})"
+
+    # --- identity -----------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.spec.primary_key
+
+    @property
+    def event_time(self) -> str | None:
+        return self.spec.event_time
+
+    @property
+    def path(self) -> Path:
+        return self._store.feature_group_path(self.spec)
+
+    @property
+    def table_config(self) -> HudiTableConfig:
+        return HudiTableConfig(
+            name=self.spec.table_name,
+            record_key_fields=self.spec.primary_key,
+            partition_fields=self.spec.partition_key,
+            precombine_field=self.spec.event_time,
+            hive_style=self.spec.hive_style_partitioning,
+        )
+
+    def exists(self) -> bool:
+        """Whether the offline table has been created (by a first write)."""
+        return (self.path / HOODIE_DIR / PROPERTIES_FILE).exists()
+
+    def _writer(self) -> HudiWriter:
+        options = self._store.write_options
+        return HudiWriter(self.path, self.table_config, **options)
+
+    def _reader(self) -> HudiTableReader:
+        if not self.exists():
+            raise NotFoundError(f"feature group {self.spec.key} has no data yet (nothing was inserted)")
+        return HudiTableReader(self.path)
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def insert(self, data: Any, *, window: TimeWindow | None = None) -> CommitResult:
+        """Upserts rows: new primary keys are inserted, existing ones replaced (newest event time wins within
+        the batch). Nothing is written if any row is invalid.
+
+        Args:
+            data: pandas DataFrame or Arrow table with every feature column.
+            window: when given, every row's event time must fall inside it (a partition run writes its window).
+
+        Raises:
+            InvalidDataError: naming the column/value at fault (null key, unsupported type, type change...).
+        """
+        table = to_arrow(data)
+        self._validate_event_time(table, window)
+        result = self._writer().upsert(table)
+        self._after_commit(result)
+        return result
+
+    def delete(self, keys: Any) -> CommitResult:
+        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched)."""
+        result = self._writer().delete(to_arrow(keys))
+        self._after_commit(result)
+        return result
+
+    def _validate_event_time(self, table: pa.Table, window: TimeWindow | None) -> None:
+        column = self.spec.event_time
+        if column is None:
+            return
+        if column not in table.column_names:
+            raise InvalidDataError(
+                f"feature group {self.spec.key}: event time column {column!r} missing from the batch "
+                f"(columns: {table.column_names})"
+            )
+        values = table[column]
+        if not (pa.types.is_timestamp(values.type) or pa.types.is_date(values.type)):
+            raise InvalidDataError(
+                f"feature group {self.spec.key}: event time column {column!r} must be a timestamp or date, "
+                f"got {values.type}"
+            )
+        if values.null_count:
+            raise InvalidDataError(
+                f"feature group {self.spec.key}: event time column {column!r} has {values.null_count} null value(s)"
+            )
+        if window is None or table.num_rows == 0:
+            return
+        as_ts = values.cast(pa.timestamp("us", tz="UTC")) if pa.types.is_date(values.type) else values
+        if as_ts.type.tz is None:
+            as_ts = pc.assume_timezone(as_ts, "UTC")
+        start = pa.scalar(window.start, pa.timestamp("us", tz="UTC"))
+        end = pa.scalar(window.end, pa.timestamp("us", tz="UTC"))
+        outside = pc.or_(pc.less(as_ts, start), pc.greater_equal(as_ts, end))
+        n_outside = pc.sum(outside).as_py() or 0
+        if n_outside:
+            example = as_ts.filter(outside)[0].as_py()
+            raise InvalidDataError(
+                f"feature group {self.spec.key}: {n_outside} row(s) have {column} outside the partition window "
+                f"[{window.start.isoformat()}, {window.end.isoformat()}), e.g. {example.isoformat()}"
+            )
+
+    def _after_commit(self, result: CommitResult) -> None:
+        """Mirrors the commit into the registry: schema, commit counts, statistics.
+
+        The Hudi commit is the source of truth; a registry failure here is logged and repaired by the next
+        :meth:`sync_registry` (every write and read of commit details calls it).
+        """
+        if result.instant is None:
+            return
+        try:
+            self.sync_registry()
+        except Exception:  # the data is committed; the registry catches up on the next sync
+            log.exception("feature group %s: registry update after commit %s failed", self.spec.key, result.instant)
+
+    def sync_registry(self) -> None:
+        """Records every Hudi commit the registry does not know yet (with statistics of the latest)."""
+        if not self.exists():
+            return
+        registry = self._store.registry
+        reader = self._reader()
+        known = {c.instant for c in registry.commits(self._store.project, self.spec.name, self.spec.version)}
+        missing = [c for c in reader.commits() if c.instant not in known]
+        if not missing:
+            return
+        schema = reader.schema()
+        self.spec = registry.update_features(
+            self._store.project,
+            self.spec.name,
+            self.spec.version,
+            self.spec.with_schema([(f.name, str(f.type)) for f in schema]).features,
+        )
+        for commit in missing:
+            row_count = reader.count(as_of=commit.instant) if commit is missing[-1] else None
+            registry.record_commit(
+                self._store.project,
+                self.spec.name,
+                self.spec.version,
+                CommitRecord(
+                    instant=commit.instant,
+                    operation=commit.operation,
+                    rows_inserted=commit.rows_inserted,
+                    rows_updated=commit.rows_updated,
+                    rows_deleted=commit.rows_deleted,
+                    committed_at=commit.committed_at,
+                    row_count=row_count,
+                ),
+            )
+        if self.spec.statistics_enabled:
+            latest = missing[-1].instant
+            registry.record_statistics(
+                self._store.project, self.spec.name, self.spec.version, latest, self.compute_statistics(latest)
+            )
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def read(
+        self,
+        as_of: AsOf = None,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        dataframe_type: DataFrameType = "pandas",
+    ) -> pd.DataFrame | pa.Table:
+        """The feature group's rows (latest, or as of a commit instant / datetime).
+
+        Args:
+            as_of: ``yyyyMMddHHmmssSSS`` commit instant or a datetime: the table as it was then.
+            columns: features to read (projection pushed into Parquet).
+            where: DuckDB SQL predicate, e.g. ``"origin = 'JFK'"``.
+            dataframe_type: ``"pandas"`` or ``"arrow"``.
+        """
+        return _as(self._reader().read(columns=columns, as_of=as_of, where=where), dataframe_type)
+
+    def read_window(self, window: TimeWindow, dataframe_type: DataFrameType = "pandas") -> pd.DataFrame | pa.Table:
+        """Rows whose event time falls in ``[window.start, window.end)``."""
+        if self.spec.event_time is None:
+            raise InvalidDataError(f"feature group {self.spec.key} has no event time to select a window by")
+        column = '"' + self.spec.event_time.replace('"', '""') + '"'
+        where = (
+            f"{column} >= TIMESTAMPTZ '{window.start.isoformat()}' AND {column} < TIMESTAMPTZ '{window.end.isoformat()}'"
+        )
+        return self.read(where=where, dataframe_type=dataframe_type)
+
+    def read_changes(
+        self,
+        start: str | None,
+        end: str | None = None,
+        columns: Sequence[str] | None = None,
+        dataframe_type: DataFrameType = "pandas",
+    ) -> pd.DataFrame | pa.Table:
+        """Rows inserted or updated by commits in ``(start, end]`` (Hudi incremental query), with the
+        ``_hoodie_commit_time`` of each. Deletes: :meth:`read_deleted_keys`."""
+        return _as(self._reader().read_changes(start, end, columns=columns), dataframe_type)
+
+    def read_deleted_keys(self, start: str, end: str | None = None) -> pd.DataFrame:
+        """Hudi record keys present as of ``start`` and gone as of ``end``."""
+        return self._reader().deleted_keys(start, end).to_pandas()
+
+    def commit_details(self, limit: int | None = None) -> list[CommitInfo]:
+        """The commit timeline, newest first, with rows inserted/updated/deleted per commit."""
+        if not self.exists():
+            return []
+        commits = list(reversed(self._reader().commits()))
+        return commits[:limit] if limit else commits
+
+    def schema(self) -> pa.Schema:
+        """The table's data schema as of the latest commit."""
+        return self._reader().schema()
+
+    def latest_commit(self) -> str | None:
+        return self._reader().latest_instant() if self.exists() else None
+
+    def count(self, as_of: AsOf = None) -> int:
+        return self._reader().count(as_of) if self.exists() else 0
+
+    def compute_statistics(self, as_of: AsOf = None) -> dict[str, Any]:
+        """Descriptive statistics, histograms and correlations of the snapshot (computed by DuckDB)."""
+        import duckdb
+
+        from fs_dagster.core.monitoring.statistics import compute_statistics
+
+        reader = self._reader()
+        files = reader.base_files(as_of)
+        columns = [n for n in reader.schema().names]
+        if not files:
+            return compute_statistics(reader.schema().empty_table(), columns)
+        con = duckdb.connect()
+        con.execute("SET TimeZone='UTC'")
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        relation = con.sql(f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)")
+        return compute_statistics(relation, columns)
+
+    def statistics(self, commit: str | None = None) -> dict[str, Any] | None:
+        """Statistics recorded for a commit (latest by default)."""
+        self.sync_registry()
+        return self._store.registry.statistics(self._store.project, self.spec.name, self.spec.version, commit)
+
+
+def _as(table: pa.Table, dataframe_type: DataFrameType) -> pd.DataFrame | pa.Table:
+    if dataframe_type == "arrow":
+        return table
+    if dataframe_type == "pandas":
+        return table.to_pandas()
+    raise InvalidDataError(f"dataframe_type must be 'pandas' or 'arrow', got {dataframe_type!r}")

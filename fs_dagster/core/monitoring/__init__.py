@@ -1,0 +1,5 @@
+"""Monitoring: descriptive statistics of feature tables (drift reports live here too)."""
+
+from fs_dagster.core.monitoring.statistics import compute_statistics, summarize
+
+__all__ = ["compute_statistics", "summarize"]

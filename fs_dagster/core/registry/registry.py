@@ -1,0 +1,564 @@
+"""The metadata registry: feature-group specs, their Hudi commits and statistics, in a SQL database.
+
+SQLite (a file under the store root) is the default; PostgreSQL works by URL. Only portable SQLAlchemy constructs
+are used (no SQLite-only SQL, no ``ON CONFLICT``): upserts are select-then-write inside one short transaction, and a
+race lost to another writer (an IntegrityError on PostgreSQL) is retried. PostgreSQL is not exercised by the tests
+(no server here); the SQLite-specific parts are confined to ``_configure_sqlite``.
+
+Several processes share one SQLite file (Dagster runs each step in its own process), so every connection uses WAL
+(readers never block the writer) and a 30 s busy timeout, and write transactions start with ``BEGIN IMMEDIATE``:
+taking the write lock up front makes a waiting writer queue on the busy timeout instead of failing with
+"database is locked" when its read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.pool import StaticPool
+
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.registry.models import Base, CommitRow, FeatureGroupRow, FeatureRow, StatisticsRow
+from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
+from fs_dagster.core.registry.search import search as _search
+from fs_dagster.core.specs import Feature, FeatureGroupSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "fs_registry_write"
+_WRITE_ATTEMPTS = 5
+_INSTANT = re.compile(r"^\d{17}$")
+_IDENTITY_FIELDS = ("primary_key", "event_time", "partition_key", "hive_style_partitioning")
+_MAX_LISTED_NAMES = 20
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One Hudi commit of a feature group, as the registry records it.
+
+    Args:
+        instant: the Hudi commit instant, 17 digits ``yyyyMMddHHmmssSSS``.
+        operation: ``"UPSERT"`` or ``"DELETE"`` (stored upper-cased).
+        rows_inserted, rows_updated, rows_deleted: row counts of the commit.
+        committed_at: when the commit completed; naive values are taken as UTC, all are stored as aware UTC.
+        row_count: the table's rows after the commit, if known.
+
+    Example:
+        CommitRecord("20240105103000123", "UPSERT", rows_inserted=10, rows_updated=0, rows_deleted=0,
+                     committed_at=datetime(2024, 1, 5, 10, 30, tzinfo=timezone.utc), row_count=10)
+    """
+
+    instant: str
+    operation: str
+    rows_inserted: int
+    rows_updated: int
+    rows_deleted: int
+    committed_at: datetime
+    row_count: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.instant, str) or not _INSTANT.match(self.instant):
+            raise InvalidDataError(f"commit instant {self.instant!r}: expected 17 digits yyyyMMddHHmmssSSS")
+        if not isinstance(self.operation, str) or not self.operation.strip():
+            raise InvalidDataError(f"commit {self.instant}: operation must be a non-empty string, got {self.operation!r}")
+        object.__setattr__(self, "operation", self.operation.strip().upper())
+        for field in ("rows_inserted", "rows_updated", "rows_deleted", "row_count"):
+            value = getattr(self, field)
+            if value is None and field == "row_count":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidDataError(f"commit {self.instant}: {field} must be a non-negative integer, got {value!r}")
+        if not isinstance(self.committed_at, datetime):
+            raise InvalidDataError(f"commit {self.instant}: committed_at must be a datetime, got {self.committed_at!r}")
+        moment = self.committed_at
+        if moment.tzinfo is None:  # the project's convention: naive datetimes are UTC
+            moment = moment.replace(tzinfo=timezone.utc)
+        object.__setattr__(self, "committed_at", moment.astimezone(timezone.utc))
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, busy timeout and explicit BEGIN / BEGIN IMMEDIATE on every SQLite connection of ``engine``."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (below) instead of the sqlite3 module's implicit, deferred one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")  # first, so the WAL switch waits too
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, and much faster
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _is_sqlite_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def _already_exists(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "already exists" in text or "duplicate" in text
+
+
+class Registry:
+    """Metadata of the feature store: feature-group specs, commits and statistics, per project.
+
+    Args:
+        url: an SQLAlchemy URL, e.g. ``sqlite:////abs/path/registry.db`` (the store's default, see
+            :meth:`for_root`) or ``postgresql+psycopg://user:pass@host/db``. Tables are created if missing.
+
+    Example:
+        >>> registry = Registry.for_root(Path(".fs_store"))  # doctest: +SKIP
+        >>> registry.register_feature_group("flights", FeatureGroupSpec("weather_hourly", primary_key=("origin",)))
+        ... # doctest: +SKIP
+        >>> registry.get_feature_group("flights", "weather_hourly").version  # doctest: +SKIP
+        1
+        >>> registry.search("flights", "weather")[0].feature_group  # doctest: +SKIP
+        'weather_hourly'
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self._sqlite = parsed.get_backend_name() == "sqlite"
+        if self._sqlite:
+            database = parsed.database or ""
+            if database in ("", ":memory:"):
+                # One shared connection, or each checkout would see its own empty in-memory database.
+                engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+        self._pid = os.getpid()
+        self._create_tables()
+
+    @classmethod
+    def for_root(cls, root: Path) -> Registry:
+        """The store's default registry: the SQLite file ``<root>/registry.db`` (the folder is created)."""
+        root = Path(root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{root / 'registry.db'}")
+
+    def __repr__(self) -> str:
+        return f"Registry({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Closes the pooled connections (the registry reconnects if used again)."""
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_fork(self) -> None:
+        # Pooled connections must not be shared with a forked child; drop (without closing) the inherited ones.
+        if os.getpid() != self._pid:
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def _create_tables(self) -> None:
+        # checkfirst skips existing tables; two processes starting at once can still both decide to create one,
+        # and the loser gets "already exists" (PostgreSQL) -- then the next attempt sees the tables and passes.
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self._write_engine.begin() as connection:
+                    Base.metadata.create_all(connection, checkfirst=True)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                retry = _already_exists(exc) or (isinstance(exc, OperationalError) and _is_sqlite_busy(exc))
+                if not retry or attempt == _WRITE_ATTEMPTS - 1:
+                    raise FeatureStoreError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
+                time.sleep(0.05 * (attempt + 1))
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        self._check_fork()
+        with Session(self._engine) as session, session.begin():
+            return work(session)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Runs ``work`` in one short write transaction, retrying races lost to other writers."""
+        self._check_fork()
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                    return work(session)
+            except IntegrityError:
+                # Another writer inserted the same unique row between our select and insert (PostgreSQL); the
+                # retry's select sees it. SQLite cannot get here: BEGIN IMMEDIATE serialises writers.
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+            except OperationalError as exc:
+                if not (self._sqlite and _is_sqlite_busy(exc)) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+                log.warning("registry %r busy for over %s ms; retrying", self, SQLITE_BUSY_TIMEOUT_MS)
+            time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _find(session: Session, project: str, name: str, version: int | None, *, features: bool = False) -> FeatureGroupRow:
+        """The group row, the latest version if ``version`` is None; NotFoundError listing what exists."""
+        _check_project(project)
+        stmt = select(FeatureGroupRow).where(FeatureGroupRow.project == project, FeatureGroupRow.name == name)
+        if version is None:
+            stmt = stmt.order_by(FeatureGroupRow.version.desc()).limit(1)
+        else:
+            stmt = stmt.where(FeatureGroupRow.version == version)
+        if features:
+            stmt = stmt.options(selectinload(FeatureGroupRow.features))
+        row = session.scalars(stmt).first()
+        if row is not None:
+            return row
+        versions = session.scalars(
+            select(FeatureGroupRow.version)
+            .where(FeatureGroupRow.project == project, FeatureGroupRow.name == name)
+            .order_by(FeatureGroupRow.version)
+        ).all()
+        if versions:
+            listed = ", ".join(str(v) for v in versions)
+            raise NotFoundError(f"feature group {name!r} version {version} not found in project {project!r}; versions: {listed}")
+        names = session.scalars(
+            select(FeatureGroupRow.name).where(FeatureGroupRow.project == project).distinct().order_by(FeatureGroupRow.name)
+        ).all()
+        listed = ", ".join(names[:_MAX_LISTED_NAMES]) + (", ..." if len(names) > _MAX_LISTED_NAMES else "")
+        raise NotFoundError(
+            f"feature group {name!r} not found in project {project!r}; "
+            + (f"feature groups: {listed}" if names else "the project has no feature groups")
+        )
+
+    # ------------------------------------------------------------------ feature groups
+
+    def register_feature_group(self, project: str, spec: FeatureGroupSpec) -> FeatureGroupSpec:
+        """Creates the feature group version, or updates its descriptive fields if it exists.
+
+        An existing version must have the same identity (``primary_key``, ``event_time``, ``partition_key``,
+        ``hive_style_partitioning``); changing one needs a new version. Its description, tags and owner are
+        replaced by the ones in ``spec`` when those are non-empty; ``online_enabled`` and ``statistics_enabled``
+        always take the spec's value (a bool is never "not given"); feature descriptions and not-yet-known types
+        are merged in by feature name, and features the registry does not know yet are appended.
+
+        Returns:
+            The spec as stored, with the registry's features (types from earlier writes).
+
+        Raises:
+            InvalidDataError: the identity differs from the stored version's, naming the field, or a feature's
+                type differs from the stored one.
+        """
+        _check_project(project)
+        _check_unique_features(spec, spec.features)
+
+        def work(session: Session) -> FeatureGroupSpec:
+            stmt = (
+                select(FeatureGroupRow)
+                .where(FeatureGroupRow.project == project, FeatureGroupRow.name == spec.name, FeatureGroupRow.version == spec.version)
+                .options(selectinload(FeatureGroupRow.features))
+            )
+            row = session.scalars(stmt).first()
+            if row is None:
+                row = FeatureGroupRow(
+                    project=project,
+                    name=spec.name,
+                    version=spec.version,
+                    primary_key=list(spec.primary_key),
+                    event_time=spec.event_time,
+                    partition_key=list(spec.partition_key),
+                    online_enabled=spec.online_enabled,
+                    statistics_enabled=spec.statistics_enabled,
+                    hive_style_partitioning=spec.hive_style_partitioning,
+                    description=spec.description,
+                    tags=list(spec.tags),
+                    owner=spec.owner,
+                )
+                row.features = [_feature_row(spec, position, f) for position, f in enumerate(spec.features)]
+                _refresh_search_text(row)
+                session.add(row)
+                session.flush()
+                return _to_spec(row)
+
+            stored = _to_spec(row)
+            for field in _IDENTITY_FIELDS:
+                if getattr(stored, field) != getattr(spec, field):
+                    raise InvalidDataError(
+                        f"feature group {spec.name!r} version {spec.version} in project {project!r} is registered with "
+                        f"{field}={getattr(stored, field)!r}, not {getattr(spec, field)!r}; "
+                        f"register a new version to change it"
+                    )
+            if spec.description:
+                row.description = spec.description
+            if spec.tags:
+                row.tags = list(spec.tags)
+            if spec.owner:
+                row.owner = spec.owner
+            row.online_enabled = spec.online_enabled
+            row.statistics_enabled = spec.statistics_enabled
+            by_name = {f.name: f for f in row.features}
+            for feature in spec.features:
+                known = by_name.get(feature.name)
+                if known is None:
+                    row.features.append(_feature_row(stored, len(row.features), feature))
+                    continue
+                if feature.type and known.type and feature.type != known.type:
+                    raise InvalidDataError(
+                        f"feature {feature.name!r} of feature group {spec.name!r} version {spec.version} has type "
+                        f"{known.type!r}, not {feature.type!r}; register a new version to change a type"
+                    )
+                if feature.type and not known.type:
+                    known.type = feature.type
+                if feature.description:
+                    known.description = feature.description
+            _refresh_search_text(row)
+            session.flush()
+            return _to_spec(row)
+
+        return self._write(work)
+
+    def get_feature_group(self, project: str, name: str, version: int | None = None) -> FeatureGroupSpec:
+        """The stored spec of ``name`` (its latest version when ``version`` is None).
+
+        Raises:
+            NotFoundError: no such group or version; the message lists the existing versions or group names.
+        """
+        return self._read(lambda s: _to_spec(self._find(s, project, name, version, features=True)))
+
+    def list_feature_groups(self, project: str) -> list[FeatureGroupSpec]:
+        """Every version of every feature group of ``project``, by name then version."""
+        _check_project(project)
+        stmt = (
+            select(FeatureGroupRow)
+            .where(FeatureGroupRow.project == project)
+            .order_by(FeatureGroupRow.name, FeatureGroupRow.version)
+            .options(selectinload(FeatureGroupRow.features))
+        )
+        return self._read(lambda s: [_to_spec(row) for row in s.scalars(stmt)])
+
+    def update_features(self, project: str, name: str, version: int, features: Sequence[Feature]) -> FeatureGroupSpec:
+        """Replaces the schema of a feature group version with ``features`` (in that order).
+
+        Types come from ``features`` (a stored type is kept where the new one is empty), and so do descriptions
+        (a stored description is kept where the new one is empty). The primary/partition/event-time flags
+        follow the group's identity, whatever the given Features say.
+        """
+        features = tuple(features)
+
+        def work(session: Session) -> FeatureGroupSpec:
+            row = self._find(session, project, name, version, features=True)
+            stored = _to_spec(row)
+            _check_unique_features(stored, features)
+            by_name = {f.name: f for f in row.features}
+            keep = []
+            for position, feature in enumerate(features):
+                known = by_name.pop(feature.name, None)
+                if known is None:
+                    keep.append(_feature_row(stored, position, feature))
+                    continue
+                fresh = _feature_row(stored, position, feature)
+                known.position = position
+                known.type = feature.type or known.type
+                known.description = feature.description or known.description
+                known.is_primary, known.is_partition, known.is_event_time = fresh.is_primary, fresh.is_partition, fresh.is_event_time
+                known.search_text = feature_search_text(known.name, known.description)
+                keep.append(known)
+            row.features = keep  # rows left in by_name are deleted (delete-orphan)
+            session.flush()
+            return _to_spec(row)
+
+        return self._write(work)
+
+    # ------------------------------------------------------------------ commits
+
+    def record_commit(self, project: str, name: str, version: int, commit: CommitRecord) -> None:
+        """Records a commit; recording the same instant again replaces its values (idempotent)."""
+        if not isinstance(commit, CommitRecord):
+            raise InvalidDataError(f"record_commit needs a CommitRecord, got {type(commit).__name__}")
+
+        def work(session: Session) -> None:
+            group = self._find(session, project, name, version)
+            row = session.scalars(select(CommitRow).where(CommitRow.fg_id == group.id, CommitRow.instant == commit.instant)).first()
+            if row is None:
+                row = CommitRow(fg_id=group.id, instant=commit.instant)
+                session.add(row)
+            row.operation = commit.operation
+            row.rows_inserted = commit.rows_inserted
+            row.rows_updated = commit.rows_updated
+            row.rows_deleted = commit.rows_deleted
+            row.row_count = commit.row_count
+            row.committed_at = commit.committed_at
+
+        self._write(work)
+
+    def commits(self, project: str, name: str, version: int) -> list[CommitRecord]:
+        """The recorded commits of a feature group version, oldest first."""
+
+        def work(session: Session) -> list[CommitRecord]:
+            group = self._find(session, project, name, version)
+            rows = session.scalars(select(CommitRow).where(CommitRow.fg_id == group.id).order_by(CommitRow.instant))
+            return [
+                CommitRecord(
+                    instant=r.instant,
+                    operation=r.operation,
+                    rows_inserted=r.rows_inserted,
+                    rows_updated=r.rows_updated,
+                    rows_deleted=r.rows_deleted,
+                    committed_at=r.committed_at,
+                    row_count=r.row_count,
+                )
+                for r in rows
+            ]
+
+        return self._read(work)
+
+    # ------------------------------------------------------------------ statistics
+
+    def record_statistics(self, project: str, name: str, version: int, instant: str, statistics: dict[str, Any]) -> None:
+        """Stores ``statistics`` (a JSON-serializable dict) for the commit ``instant``, replacing earlier ones.
+
+        Raises:
+            InvalidDataError: ``instant`` is not 17 digits, or ``statistics`` holds NaN/inf or non-JSON values.
+        """
+        if not isinstance(instant, str) or not _INSTANT.match(instant):
+            raise InvalidDataError(f"statistics of {name!r} version {version}: instant {instant!r} is not 17 digits")
+        try:
+            # allow_nan=False: NaN is not JSON, and PostgreSQL's json type rejects it.
+            document = json.loads(json.dumps(statistics, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"statistics of {name!r} version {version} at {instant} are not JSON-safe: {exc}") from exc
+        if not isinstance(document, dict):
+            raise InvalidDataError(f"statistics of {name!r} version {version} at {instant} must be a dict, got {type(statistics).__name__}")
+
+        def work(session: Session) -> None:
+            group = self._find(session, project, name, version)
+            row = session.scalars(
+                select(StatisticsRow).where(StatisticsRow.fg_id == group.id, StatisticsRow.instant == instant)
+            ).first()
+            if row is None:
+                session.add(StatisticsRow(fg_id=group.id, instant=instant, statistics=document))
+            else:
+                row.statistics = document
+                row.computed_at = datetime.now(timezone.utc)
+
+        self._write(work)
+
+    def statistics(self, project: str, name: str, version: int, instant: str | None = None) -> dict[str, Any] | None:
+        """The statistics recorded for ``instant`` (the latest instant when None), or None if there are none."""
+
+        def work(session: Session) -> dict[str, Any] | None:
+            group = self._find(session, project, name, version)
+            stmt = select(StatisticsRow.statistics).where(StatisticsRow.fg_id == group.id)
+            if instant is None:
+                stmt = stmt.order_by(StatisticsRow.instant.desc()).limit(1)
+            else:
+                stmt = stmt.where(StatisticsRow.instant == instant)
+            return session.scalars(stmt).first()
+
+        return self._read(work)
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, project: str, text: str, limit: int = 50) -> list[SearchHit]:
+        """Keyword search over feature-group names, descriptions and tags and feature names and descriptions.
+
+        Every word of ``text`` must match (case-insensitively); hits are ranked name > tag > description and
+        exact word > substring. See :mod:`fs_dagster.core.registry.search` for the exact rules.
+        """
+        _check_project(project)
+        return self._read(lambda s: _search(s, project, text, limit))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_project(project: str) -> None:
+    if not isinstance(project, str) or not project.strip():
+        raise InvalidDataError(f"project must be a non-empty string, got {project!r}")
+
+
+def _check_unique_features(spec: FeatureGroupSpec, features: Sequence[Feature]) -> None:
+    seen: set[str] = set()
+    for feature in features:
+        if not isinstance(feature, Feature):
+            raise InvalidDataError(f"feature group {spec.name!r}: expected Feature objects, got {feature!r}")
+        if not feature.name:
+            raise InvalidDataError(f"feature group {spec.name!r} version {spec.version}: a feature has an empty name")
+        if feature.name in seen:
+            raise InvalidDataError(f"feature group {spec.name!r} version {spec.version}: feature {feature.name!r} is listed twice")
+        seen.add(feature.name)
+
+
+def _feature_row(spec: FeatureGroupSpec, position: int, feature: Feature) -> FeatureRow:
+    # Flags follow the group's identity so they can never disagree with it.
+    return FeatureRow(
+        position=position,
+        name=feature.name,
+        type=feature.type,
+        description=feature.description,
+        is_primary=feature.name in spec.primary_key,
+        is_partition=feature.name in spec.partition_key,
+        is_event_time=feature.name == spec.event_time,
+        search_text=feature_search_text(feature.name, feature.description),
+    )
+
+
+def _refresh_search_text(row: FeatureGroupRow) -> None:
+    row.search_text = group_search_text(row.name, row.description, row.tags or ())
+    for feature in row.features:
+        feature.search_text = feature_search_text(feature.name, feature.description)
+
+
+def _to_spec(row: FeatureGroupRow) -> FeatureGroupSpec:
+    return FeatureGroupSpec(
+        name=row.name,
+        version=row.version,
+        primary_key=tuple(row.primary_key),
+        event_time=row.event_time,
+        partition_key=tuple(row.partition_key),
+        online_enabled=bool(row.online_enabled),
+        description=row.description or "",
+        features=tuple(
+            Feature(
+                name=f.name,
+                type=f.type or "",
+                description=f.description or "",
+                primary=bool(f.is_primary),
+                partition=bool(f.is_partition),
+                event_time=bool(f.is_event_time),
+            )
+            for f in sorted(row.features, key=lambda f: f.position)
+        ),
+        tags=tuple(row.tags or ()),
+        owner=row.owner,
+        hive_style_partitioning=bool(row.hive_style_partitioning),
+        statistics_enabled=bool(row.statistics_enabled),
+    )

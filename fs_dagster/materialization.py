@@ -1,0 +1,84 @@
+"""Writing a feature group from a Dagster step: partition window, commit, and the metadata that describes it.
+
+Shared by :func:`feature_group_asset` (which returns the commit as the asset's data version) and
+:class:`FeatureGroupIOManager` (for plain ``@asset`` functions that return a DataFrame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from dagster import TimeWindowPartitionsDefinition
+
+from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.feature_group import FeatureGroup, TimeWindow
+from fs_dagster.core.monitoring.statistics import summarize
+from fs_dagster.core.offline.hudi_writer import CommitResult
+from fs_dagster.core.specs import FeatureGroupSpec
+from fs_dagster.core.store import FeatureStore
+from fs_dagster.errors import as_failure
+from fs_dagster.metadata import commit_metadata, preview, statistics_table
+
+
+@dataclass(frozen=True)
+class FeatureGroupCommit:
+    """What a feature-group asset outputs once its data is committed (the IO manager has nothing left to write)."""
+
+    feature_group: str
+    version: int
+    instant: str | None  # the new commit; None when the batch was empty
+    data_version: str  # the commit instant the asset now stands at ("" for an empty table)
+    result: CommitResult
+
+
+def partition_window(context: Any) -> TimeWindow | None:
+    """The event-time window of a time-partitioned run (one partition or a single-run backfill range)."""
+    assets_def = getattr(context, "assets_def", None)
+    partitions_def = assets_def.partitions_def if assets_def is not None else None
+    if not isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        return None
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    window = context.partition_time_window
+    return TimeWindow(start=window.start, end=window.end)
+
+
+def commit_feature_group(
+    store: FeatureStore, spec: FeatureGroupSpec, data: Any, window: TimeWindow | None
+) -> tuple[FeatureGroupCommit, dict[str, Any]]:
+    """Upserts ``data`` into the feature group and returns the commit with its materialization metadata.
+
+    Raises:
+        FeatureStoreFailure: the store refused the data (message names the column/value); nothing was written.
+    """
+    if not isinstance(data, (pd.DataFrame, pa.Table)):
+        raise as_failure(
+            FeatureStoreError(f"feature group {spec.name}: expected a pandas DataFrame or Arrow table, got {type(data).__name__}")
+        )
+    fg: FeatureGroup = store.create_feature_group(spec)
+    try:
+        result = fg.insert(data, window=window)
+    except FeatureStoreError as error:
+        raise as_failure(error, feature_group=spec.key) from error
+    latest = result.instant or fg.latest_commit()
+    metadata: dict[str, Any] = {}
+    if fg.exists():
+        metadata = commit_metadata(
+            fg.spec,
+            result,
+            table_path=str(fg.path),
+            project=store.project,
+            schema=fg.schema(),
+            row_count=fg.count(),
+            latest_instant=latest,
+        )
+        stats = fg.statistics() if fg.spec.statistics_enabled else None
+        if stats:
+            metadata["fs_dagster/statistics"] = statistics_table(summarize(stats))
+    frame = data if isinstance(data, pd.DataFrame) else data.to_pandas()
+    metadata["fs_dagster/preview"] = preview(frame)
+    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, latest or "", result)
+    return commit, metadata

