@@ -2,32 +2,88 @@
 
 Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics) under a thin Dagster layer
 (resources, IO manager, ``@feature_group_asset``, translator, pandera checks).
+
+Names are imported lazily: ``import fs_dagster.core...`` (e.g. in a serving process or a registry worker) does not
+pay for importing Dagster; ``from fs_dagster import feature_group_asset`` does.
 """
 
-from fs_dagster.asset_decorator import feature_group_asset as feature_group_asset
-from fs_dagster.checks import validate_with_pandera as validate_with_pandera
-from fs_dagster.core.errors import (
-    CommitNotFoundError as CommitNotFoundError,
-    FeatureStoreError as FeatureStoreError,
-    IncompatibleTableError as IncompatibleTableError,
-    InvalidDataError as InvalidDataError,
-    NotFoundError as NotFoundError,
-    SchemaChangeError as SchemaChangeError,
-    TableLockedError as TableLockedError,
-)
-from fs_dagster.core.feature_group import FeatureGroup as FeatureGroup, TimeWindow as TimeWindow
-from fs_dagster.core.specs import Feature as Feature, FeatureGroupSpec as FeatureGroupSpec
-from fs_dagster.core.store import FeatureStore as FeatureStore
-from fs_dagster.errors import FeatureStoreFailure as FeatureStoreFailure
-from fs_dagster.io_manager import FeatureGroupIOManager as FeatureGroupIOManager
-from fs_dagster.materialization import FeatureGroupCommit as FeatureGroupCommit
-from fs_dagster.resource import FeatureStoreResource as FeatureStoreResource
-from fs_dagster.translator import FeatureGroupTranslator as FeatureGroupTranslator
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fs_dagster.version import __version__ as __version__
 
-try:  # shows fs-dagster among the libraries in the Dagster UI; absent from older dagster-shared
-    from dagster_shared.libraries import DagsterLibraryRegistry
+_EXPORTS: dict[str, str] = {
+    "feature_group_asset": "fs_dagster.asset_decorator",
+    "validate_with_pandera": "fs_dagster.checks",
+    "CommitNotFoundError": "fs_dagster.core.errors",
+    "FeatureStoreError": "fs_dagster.core.errors",
+    "IncompatibleTableError": "fs_dagster.core.errors",
+    "InvalidDataError": "fs_dagster.core.errors",
+    "NotFoundError": "fs_dagster.core.errors",
+    "SchemaChangeError": "fs_dagster.core.errors",
+    "TableLockedError": "fs_dagster.core.errors",
+    "FeatureGroup": "fs_dagster.core.feature_group",
+    "TimeWindow": "fs_dagster.core.feature_group",
+    "Feature": "fs_dagster.core.specs",
+    "FeatureGroupSpec": "fs_dagster.core.specs",
+    "FeatureStore": "fs_dagster.core.store",
+    "FeatureStoreFailure": "fs_dagster.errors",
+    "FeatureGroupIOManager": "fs_dagster.io_manager",
+    "FeatureGroupCommit": "fs_dagster.materialization",
+    "FeatureStoreResource": "fs_dagster.resource",
+    "FeatureGroupTranslator": "fs_dagster.translator",
+    "build_external_commit_sensor": "fs_dagster.sensors",
+}
+__all__ = sorted(_EXPORTS)
+_registered = False
 
-    DagsterLibraryRegistry.register("fs-dagster", __version__, is_dagster_package=False)
-except ImportError:  # pragma: no cover
-    pass
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'fs_dagster' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    if not module_name.startswith("fs_dagster.core"):
+        _register_library()
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def _register_library() -> None:
+    """Shows fs-dagster among the libraries in the Dagster UI (once, when the Dagster face is first used)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    try:
+        from dagster_shared.libraries import DagsterLibraryRegistry
+
+        DagsterLibraryRegistry.register("fs-dagster", __version__, is_dagster_package=False)
+    except ImportError:  # pragma: no cover - older dagster-shared
+        pass
+
+
+if TYPE_CHECKING:  # static analysers see the eager names
+    from fs_dagster.asset_decorator import feature_group_asset as feature_group_asset
+    from fs_dagster.checks import validate_with_pandera as validate_with_pandera
+    from fs_dagster.core.errors import (
+        CommitNotFoundError as CommitNotFoundError,
+        FeatureStoreError as FeatureStoreError,
+        IncompatibleTableError as IncompatibleTableError,
+        InvalidDataError as InvalidDataError,
+        NotFoundError as NotFoundError,
+        SchemaChangeError as SchemaChangeError,
+        TableLockedError as TableLockedError,
+    )
+    from fs_dagster.core.feature_group import FeatureGroup as FeatureGroup, TimeWindow as TimeWindow
+    from fs_dagster.core.specs import Feature as Feature, FeatureGroupSpec as FeatureGroupSpec
+    from fs_dagster.core.store import FeatureStore as FeatureStore
+    from fs_dagster.errors import FeatureStoreFailure as FeatureStoreFailure
+    from fs_dagster.io_manager import FeatureGroupIOManager as FeatureGroupIOManager
+    from fs_dagster.materialization import FeatureGroupCommit as FeatureGroupCommit
+    from fs_dagster.resource import FeatureStoreResource as FeatureStoreResource
+    from fs_dagster.sensors import build_external_commit_sensor as build_external_commit_sensor
+    from fs_dagster.translator import FeatureGroupTranslator as FeatureGroupTranslator

@@ -1,4 +1,4 @@
-"""Monitoring: descriptive statistics of feature tables (drift reports live here too)."""
+"""Monitoring: descriptive statistics of feature tables."""
 
 from fs_dagster.core.monitoring.statistics import compute_statistics, summarize
 

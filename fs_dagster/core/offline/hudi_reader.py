@@ -4,6 +4,7 @@ DuckDB reads the listed base files (projection and filters pushed into Parquet, 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,6 +51,25 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _one_table(method):
+    """Every planning step of the decorated call (file slices, schema, timeline) uses one ``HudiTable``: its
+    construction loads the timeline, which costs more the more commits the table has (3 ms at 200 commits), and
+    one object gives the whole call one consistent view. Nested calls reuse the outer call's table."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        local = self._planning
+        if getattr(local, "table", None) is not None:
+            return method(self, *args, **kwargs)
+        local.table = HudiTable(str(self.base_path))
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            local.table = None
+
+    return wrapper
+
+
 class HudiTableReader:
     """Snapshot, time-travel and incremental reads of one Hudi table.
 
@@ -66,11 +86,13 @@ class HudiTableReader:
             raise IncompatibleTableError(f"{self.base_path} is not a Hudi table (no {HOODIE_DIR}/{PROPERTIES_FILE})")
         self._connection = connection
         self._lock = threading.Lock()
+        self._planning = threading.local()  # the HudiTable of the current call, per thread (see _one_table)
 
     # --- planning (hudi-rs) -------------------------------------------------------------------------------
 
     def _table(self) -> HudiTable:
-        return HudiTable(str(self.base_path))
+        table = getattr(self._planning, "table", None)
+        return table if table is not None else HudiTable(str(self.base_path))
 
     def commits(self) -> list[CommitInfo]:
         """The completed commits, oldest first, with per-commit row counts."""
@@ -118,6 +140,7 @@ class HudiTableReader:
             raise CommitNotFoundError(f"{self.base_path.name}: no commit at or before {wanted} (first commit: {first})")
         return earlier[-1]
 
+    @_one_table
     def base_files(self, as_of: AsOf = None) -> list[str]:
         """Absolute paths of the base files that make up the snapshot (latest, or as of a commit/time)."""
         options = HudiReadOptions()
@@ -160,6 +183,7 @@ class HudiTableReader:
 
     # --- reading (DuckDB) ---------------------------------------------------------------------------------
 
+    @_one_table
     def read(
         self,
         columns: Sequence[str] | None = None,
@@ -179,6 +203,7 @@ class HudiTableReader:
         instant = self.resolve_as_of(as_of) if as_of is not None and columns is None else None
         return self._scan(files, self._projection(columns, with_meta, instant), where)
 
+    @_one_table
     def read_changes(
         self,
         start: str | None,
@@ -197,6 +222,7 @@ class HudiTableReader:
         predicate = f"_hoodie_commit_time > {sql_string(start)} AND _hoodie_commit_time <= {sql_string(end)}"
         return self._scan(files, self._projection(columns, with_meta, end if end != latest else None), predicate)
 
+    @_one_table
     def deleted_keys(self, start: str, end: str | None = None) -> pa.Table:
         """Record keys (with partition path) present as of ``start`` and gone as of ``end``."""
         key_cols = ["_hoodie_record_key", "_hoodie_partition_path"]
@@ -215,6 +241,7 @@ class HudiTableReader:
                 con.unregister("fs_before")
                 con.unregister("fs_after")
 
+    @_one_table
     def count(self, as_of: AsOf = None) -> int:
         files = self.base_files(as_of)
         if not files:

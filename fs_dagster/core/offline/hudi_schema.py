@@ -92,6 +92,9 @@ def to_arrow(data: Any) -> pa.Table:
         if isinstance(data, pd.DataFrame):
             if not all(isinstance(c, str) for c in data.columns):
                 raise InvalidDataError(f"column names must be strings, got {list(data.columns)!r}")
+            twice = sorted({c for c in data.columns if list(data.columns).count(c) > 1})
+            if twice:  # pyarrow would raise a bare ValueError
+                raise InvalidDataError(f"column(s) {twice} appear more than once in the DataFrame")
             return pa.Table.from_pandas(data, preserve_index=False)
     except pa.ArrowTypeError as exc:  # mixed object columns
         raise InvalidDataError(f"cannot convert DataFrame to Arrow: {exc}") from exc

@@ -19,6 +19,8 @@ from fs_dagster.core.offline.hudi_properties import HOODIE_DIR
 INSTANT_FORMAT = "%Y%m%d%H%M%S"
 _INSTANT_FILE = re.compile(r"^(\d{17})\.(commit|commit\.requested|inflight|replacecommit.*|deltacommit.*|rollback.*|clean.*)$")
 PARTITION_METADATA = ".hoodie_partition_metadata"
+# write_atomically's temp files (``.<name>.tmp-<pid>``): under the write lock, any one found is a dead writer's
+_STALE_TEMP = re.compile(r"^\..+\.tmp-\d+$")
 
 
 def instant_to_datetime(instant: str) -> datetime:
@@ -96,7 +98,12 @@ def rollback_pending(base_path: Path, state: TimelineState) -> list[str]:
                 instant = name.rsplit("_", 1)[-1].split(".", 1)[0]
                 if instant in pending:
                     os.remove(os.path.join(dirpath, name))
+            elif _STALE_TEMP.match(name):  # e.g. a partition metadata file the writer was killed writing
+                os.remove(os.path.join(dirpath, name))
         _remove_partition_if_only_created_by(Path(dirpath), filenames, pending, base_path)
+    for name in os.listdir(base_path / HOODIE_DIR):
+        if _STALE_TEMP.match(name):  # e.g. the <instant>.commit being published when the writer was killed
+            os.remove(base_path / HOODIE_DIR / name)
     for instant in sorted(pending):
         for suffix in (".inflight", ".commit.requested"):
             try:
@@ -108,7 +115,12 @@ def rollback_pending(base_path: Path, state: TimelineState) -> list[str]:
 
 def _remove_partition_if_only_created_by(folder: Path, filenames: list[str], pending: set[str], base: Path) -> None:
     """A partition folder created by a rolled-back instant (only its metadata file left) is removed too."""
-    if folder == base or PARTITION_METADATA not in filenames:
+    if folder == base:
+        return
+    if PARTITION_METADATA not in filenames:
+        # killed while writing the metadata file of a new partition: its temp file (removed) was all there was
+        if any(n.startswith(f".{PARTITION_METADATA}.tmp-") for n in filenames) and not os.listdir(folder):
+            _remove_empty_folders(folder, base)
         return
     if any(name.endswith(".parquet") for name in os.listdir(folder)):
         return
@@ -116,9 +128,13 @@ def _remove_partition_if_only_created_by(folder: Path, filenames: list[str], pen
     created = re.search(r"commitTime=(\d{17})", text)
     if created and created.group(1) in pending:
         os.remove(folder / PARTITION_METADATA)
-        while folder != base:  # leaf first, then parents left empty (multi-level partitions)
-            try:
-                folder.rmdir()
-            except OSError:
-                return  # not empty: holds another partition
-            folder = folder.parent
+        _remove_empty_folders(folder, base)
+
+
+def _remove_empty_folders(folder: Path, base: Path) -> None:
+    while folder != base:  # leaf first, then parents left empty (multi-level partitions)
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty: holds another partition
+        folder = folder.parent

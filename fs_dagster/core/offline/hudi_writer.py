@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,8 +207,14 @@ class HudiWriter:
         self._refuse_unwritable_table()
         (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
         with TableWriteLock(self.base_path, self.lock_timeout):
-            config = self._create_locked(None)
-            check_writable(self.base_path, read_properties(self.base_path))
+            # a new table is created only once its first batch proved valid: a refused first write leaves no
+            # hoodie.properties behind (which would pin the keys and partitioning of a config the user may fix)
+            exists = (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists()
+            config = self._create_locked(None) if exists else self.config
+            if exists:
+                check_writable(self.base_path, read_properties(self.base_path))
+            elif batch.num_rows == 0:  # nothing to write and no table yet (an empty frame may not even be typed)
+                return CommitResult(instant=None, operation=operation)
             state = scan(self.base_path)
             rolled_back = tuple(rollback_pending(self.base_path, state))
             if rolled_back:
@@ -216,6 +223,8 @@ class HudiWriter:
 
             table_schema, previous_avro = self._current_schema(state)
             prepared = _prepare_batch(batch, config, table_schema, operation)
+            if not exists:  # the first batch's schema becomes hoodie.table.create.schema, as Spark writes it
+                self._create_locked(prepared.schema if operation == "UPSERT" else None)
             if prepared.table.num_rows == 0:
                 return CommitResult(instant=None, operation=operation, rolled_back=rolled_back)
 
@@ -338,25 +347,42 @@ class HudiWriter:
             if not meta.exists():
                 write_atomically(meta, _partition_metadata(instant, partition_depth), self.durable)
         fault_points.reached("after_partition_metadata")
-        for task, plan in enumerate(plans):
+
+        def write_one(task: int, plan: _FileGroupPlan) -> FileWrite:
             file_name = f"{plan.file_id}_{task}-1-0_{instant}.parquet"
             rel_path = f"{plan.partition_path}/{file_name}" if plan.partition_path else file_name
             table = _assemble_file(plan, prepared, instant, task, file_name)
             size = _write_parquet(table, self.base_path / rel_path, self.durable)
-            files.append(
-                FileWrite(
-                    partition_path=plan.partition_path,
-                    file_id=plan.file_id,
-                    path=rel_path,
-                    prev_commit=plan.prev_commit,
-                    num_writes=table.num_rows,
-                    num_inserts=plan.num_inserts,
-                    num_updates=plan.num_updates,
-                    num_deletes=plan.num_deletes,
-                    size=size,
-                )
+            return FileWrite(
+                partition_path=plan.partition_path,
+                file_id=plan.file_id,
+                path=rel_path,
+                prev_commit=plan.prev_commit,
+                num_writes=table.num_rows,
+                num_inserts=plan.num_inserts,
+                num_updates=plan.num_updates,
+                num_deletes=plan.num_deletes,
+                size=size,
             )
-            fault_points.reached("after_data_file")
+
+        # Parquet encoding and fsync release the GIL: file groups are written in parallel (a pipeline of one per
+        # core); results are collected in task order, so files, commit metadata and fault points keep their order.
+        workers = min(len(plans), os.cpu_count() or 1)
+        if workers <= 1:
+            for task, plan in enumerate(plans):
+                files.append(write_one(task, plan))
+                fault_points.reached("after_data_file")
+            return files
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hudi-write") as pool:
+            futures = [pool.submit(write_one, task, plan) for task, plan in enumerate(plans)]
+            try:
+                for future in futures:
+                    files.append(future.result())
+                    fault_points.reached("after_data_file")
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # files already written belong to this pending instant: the next writer rolls back
+                raise
         return files
 
 
@@ -385,7 +411,7 @@ class _PreparedBatch:
     def split_by_partition(self) -> dict[str, pa.Table]:
         encoded = pc.dictionary_encode(self.table[PARTITION_COLUMN]).combine_chunks()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
+        order = pc.sort_indices(encoded.indices).to_numpy()  # stable, like argsort(kind="stable"), ~8x faster
         bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
         return {
             name: self.table.take(pa.array(order[bounds[i] : bounds[i + 1]]))
@@ -403,16 +429,19 @@ def _prepare_batch(
     _require_columns(batch, config.partition_fields, "partition")
     if config.precombine_field:
         _require_columns(batch, (config.precombine_field,), "event time (precombine)")
+    _check_not_null(batch, config.record_key_fields, "record key")  # before typing: an all-null key has no type
     if table_schema is None:
         table, added = canonicalize_new_table(batch), ()
         schema = table.schema
     else:
         table, plan = conform_to_table(batch, table_schema)
         schema, added = plan.schema, plan.added
-    _check_not_null(table, config.record_key_fields, "record key")
     table = table.append_column(KEY_COLUMN, _record_keys(table, config))
     table = table.append_column(PARTITION_COLUMN, _partition_paths(table, config))
-    table, dropped = _dedup(table, config.precombine_field)
+    if len(config.record_key_fields) == 1 and _distinct_integers(table[config.record_key_fields[0]]):
+        dropped = 0  # distinct integer keys: no duplicate (partition, key) pair, no string check needed
+    else:
+        table, dropped = _dedup(table, config.precombine_field)
     return _PreparedBatch(table, schema, True, added, dropped)
 
 
@@ -470,15 +499,55 @@ def _as_string(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
         raise InvalidDataError(f"column {name!r} of type {column.type} cannot be used as a key") from exc
 
 
+EMPTY_KEY_PART = "__empty__"  # Spark's KeyGenUtils.EMPTY_RECORDKEY_PLACEHOLDER
+
+
 def _record_keys(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
-    """Simple keys are the value as a string; complex keys ``f1:v1,f2:v2`` (Spark's ComplexKeyGenerator)."""
+    """Simple keys are the value as a string; complex keys ``f1:v1,f2:v2`` (Spark's ComplexKeyGenerator).
+
+    Empty strings follow Spark's key generators so both writers agree on every key: an empty simple key is refused,
+    an empty part of a complex key is written ``__empty__``, a complex key whose parts are all empty is refused.
+    """
     fields = config.record_key_fields
     if not config.complex_key:
-        return _as_string(fields[0], table[fields[0]])
+        keys = _as_string(fields[0], table[fields[0]])
+        if _empty_strings(table[fields[0]]) is not None:
+            _refuse_empty_key(fields[0], _empty_strings(table[fields[0]]))
+        return keys
     parts: list[Any] = []
+    masks = []
     for i, name in enumerate(fields):
-        parts += [("," if i else "") + f"{name}:", _as_string(name, table[name])]
+        values = _as_string(name, table[name])
+        empty = _empty_strings(table[name])
+        if empty is not None:
+            values = pc.if_else(empty, EMPTY_KEY_PART, values)
+        masks.append(empty)
+        parts += [("," if i else "") + f"{name}:", values]
+    if all(m is not None for m in masks):
+        every = masks[0]
+        for m in masks[1:]:
+            every = pc.and_(every, m)
+        if pc.any(every).as_py():
+            _refuse_empty_key(", ".join(fields), every)
     return pc.binary_join_element_wise(*parts, "")
+
+
+def _empty_strings(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The mask of empty strings in a string key column, None when it has none (or is not a string column)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    empty = pc.equal(column, "")
+    return empty if pc.any(empty).as_py() else None
+
+
+def _refuse_empty_key(name: str, empty: pa.ChunkedArray) -> None:
+    first = pc.index(empty, True).as_py()
+    raise InvalidDataError(
+        f"record key column {name!r} has an empty value (first at row {first}); Hudi keys must not be empty"
+    )
+
+
+_UNSAFE_FOLDER_NAMES = (".", "..", HOODIE_DIR)
 
 
 def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
@@ -492,6 +561,13 @@ def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArra
         if pc.any(bad).as_py():
             example = values.filter(bad)[0].as_py()
             raise InvalidDataError(f"partition column {name!r} value {example!r} contains '/', which Hudi cannot use")
+        if not config.hive_style:  # plain folder names: '..' would write outside the table, '.' into its root
+            unsafe = [v for v in pc.unique(values).to_pylist() if v in _UNSAFE_FOLDER_NAMES]
+            if unsafe:
+                raise InvalidDataError(
+                    f"partition column {name!r} value {unsafe[0]!r} cannot be a folder name of this table "
+                    "(without hive-style partitioning the value is the folder name)"
+                )
         prefix = ("/" if i else "") + (f"{name}=" if config.hive_style else "")
         parts += [prefix, values] if prefix else [values]
     if len(parts) == 1:
@@ -502,21 +578,32 @@ def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArra
 def _dedup(table: pa.Table, precombine: str | None) -> tuple[pa.Table, int]:
     """Keeps one row per (partition, key): the largest precombine value, then the last occurrence."""
     combined = pc.binary_join_element_wise(table[PARTITION_COLUMN], table[KEY_COLUMN], "\x1f")
-    if pc.count_distinct(combined).as_py() == table.num_rows:
+    if len(pc.unique(combined)) == table.num_rows:  # no nulls here; unique() is ~2x faster than count_distinct()
         return table, 0
     sort_columns = {"k": combined, "row": pa.array(np.arange(table.num_rows))}
     order_by = [("k", "ascending")]
     if precombine:
         sort_columns["p"] = table[precombine]
-        order_by.append(("p", "ascending"))
+        order_by.append(("p", "ascending", "at_start"))  # a null event time loses to any value
     order_by.append(("row", "ascending"))
-    order = pc.sort_indices(pa.table(sort_columns), sort_keys=order_by, null_placement="at_start")
+    # null placement per sort key: the null_placement= argument is deprecated since pyarrow 25 (FutureWarning)
+    order = pc.sort_indices(pa.table(sort_columns), sort_keys=order_by)
     sorted_keys = combined.take(order)
     n = len(sorted_keys)
     last_of_group = pc.not_equal(sorted_keys.slice(0, n - 1), sorted_keys.slice(1)).combine_chunks()
     survivors = order.filter(pa.concat_arrays([last_of_group, pa.array([True])]))
     survivors = pc.take(survivors, pc.sort_indices(survivors))  # input order among survivors
     return table.take(survivors), table.num_rows - len(survivors)
+
+
+def _distinct_integers(column: pa.ChunkedArray) -> bool:
+    """True when ``column`` holds integers without nulls or repeats (an increasing column is not even hashed)."""
+    if not pa.types.is_integer(column.type) or column.null_count:
+        return False
+    values = column.to_numpy()
+    if values.size < 2 or bool(np.all(values[1:] > values[:-1])):
+        return True
+    return len(pc.unique(column)) == len(column)
 
 
 # --- existing file groups -----------------------------------------------------------------------------------

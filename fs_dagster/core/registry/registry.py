@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.pool import StaticPool
 
@@ -77,7 +77,9 @@ class CommitRecord:
         if not isinstance(self.instant, str) or not _INSTANT.match(self.instant):
             raise InvalidDataError(f"commit instant {self.instant!r}: expected 17 digits yyyyMMddHHmmssSSS")
         if not isinstance(self.operation, str) or not self.operation.strip():
-            raise InvalidDataError(f"commit {self.instant}: operation must be a non-empty string, got {self.operation!r}")
+            raise InvalidDataError(
+                f"commit {self.instant}: operation must be a non-empty string, got {self.operation!r}"
+            )
         object.__setattr__(self, "operation", self.operation.strip().upper())
         for field in ("rows_inserted", "rows_updated", "rows_deleted", "row_count"):
             value = getattr(self, field)
@@ -191,6 +193,15 @@ class Registry:
             self._pid = os.getpid()
 
     def _create_tables(self) -> None:
+        # Usually they exist: check with a plain read first, so starting a registry (every Dagster step does)
+        # needs no write lock.
+        try:
+            with self._engine.connect() as connection:
+                inspector = inspect(connection)
+                if all(inspector.has_table(table.name) for table in Base.metadata.sorted_tables):
+                    return
+        except DBAPIError:
+            pass  # e.g. not a database at all: the creation below reports it
         # checkfirst skips existing tables; two processes starting at once can still both decide to create one,
         # and the loser gets "already exists" (PostgreSQL) -- then the next attempt sees the tables and passes.
         for attempt in range(_WRITE_ATTEMPTS):
@@ -198,38 +209,51 @@ class Registry:
                 with self._write_engine.begin() as connection:
                     Base.metadata.create_all(connection, checkfirst=True)
                 return
-            except (OperationalError, ProgrammingError, IntegrityError) as exc:
-                retry = _already_exists(exc) or (isinstance(exc, OperationalError) and _is_sqlite_busy(exc))
+            except DBAPIError as exc:
+                retry = isinstance(exc, (OperationalError, ProgrammingError, IntegrityError)) and (
+                    _already_exists(exc) or (isinstance(exc, OperationalError) and _is_sqlite_busy(exc))
+                )
                 if not retry or attempt == _WRITE_ATTEMPTS - 1:
+                    self._engine.dispose()
                     raise FeatureStoreError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
                 time.sleep(0.05 * (attempt + 1))
 
-    def _read(self, work: Callable[[Session], T]) -> T:
+    def _read(self, what: str, work: Callable[[Session], T]) -> T:
         self._check_fork()
-        with Session(self._engine) as session, session.begin():
-            return work(session)
+        try:
+            with Session(self._engine) as session, session.begin():
+                return work(session)
+        except DBAPIError as exc:
+            raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """Runs ``work`` in one short write transaction, retrying races lost to other writers."""
+    def _write(self, what: str, work: Callable[[Session], T]) -> T:
+        """Runs ``work`` in one short write transaction, retrying races lost to other writers.
+
+        Args:
+            what: names the operation (and feature group) in the error if it still fails.
+        """
         self._check_fork()
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
-            except IntegrityError:
-                # Another writer inserted the same unique row between our select and insert (PostgreSQL); the
-                # retry's select sees it. SQLite cannot get here: BEGIN IMMEDIATE serialises writers.
-                if attempt == _WRITE_ATTEMPTS - 1:
-                    raise
-            except OperationalError as exc:
-                if not (self._sqlite and _is_sqlite_busy(exc)) or attempt == _WRITE_ATTEMPTS - 1:
-                    raise
-                log.warning("registry %r busy for over %s ms; retrying", self, SQLITE_BUSY_TIMEOUT_MS)
+            except DBAPIError as exc:
+                # IntegrityError: another writer inserted the same unique row between our select and insert
+                # (PostgreSQL); the retry's select sees it. SQLite cannot get here: BEGIN IMMEDIATE serialises
+                # writers. OperationalError "locked": still busy after the 30 s busy timeout.
+                retry = isinstance(exc, IntegrityError) or (
+                    self._sqlite and isinstance(exc, OperationalError) and _is_sqlite_busy(exc)
+                )
+                if not retry or attempt == _WRITE_ATTEMPTS - 1:
+                    raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
+                log.warning("registry %r: %s lost a race or timed out (%s); retrying", self, what, exc.orig)
             time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _find(session: Session, project: str, name: str, version: int | None, *, features: bool = False) -> FeatureGroupRow:
+    def _find(
+        session: Session, project: str, name: str, version: int | None, *, features: bool = False
+    ) -> FeatureGroupRow:
         """The group row, the latest version if ``version`` is None; NotFoundError listing what exists."""
         _check_project(project)
         stmt = select(FeatureGroupRow).where(FeatureGroupRow.project == project, FeatureGroupRow.name == name)
@@ -249,9 +273,14 @@ class Registry:
         ).all()
         if versions:
             listed = ", ".join(str(v) for v in versions)
-            raise NotFoundError(f"feature group {name!r} version {version} not found in project {project!r}; versions: {listed}")
+            raise NotFoundError(
+                f"feature group {name!r} version {version} not found in project {project!r}; versions: {listed}"
+            )
         names = session.scalars(
-            select(FeatureGroupRow.name).where(FeatureGroupRow.project == project).distinct().order_by(FeatureGroupRow.name)
+            select(FeatureGroupRow.name)
+            .where(FeatureGroupRow.project == project)
+            .distinct()
+            .order_by(FeatureGroupRow.name)
         ).all()
         listed = ", ".join(names[:_MAX_LISTED_NAMES]) + (", ..." if len(names) > _MAX_LISTED_NAMES else "")
         raise NotFoundError(
@@ -267,15 +296,16 @@ class Registry:
         An existing version must have the same identity (``primary_key``, ``event_time``, ``partition_key``,
         ``hive_style_partitioning``); changing one needs a new version. Its description, tags and owner are
         replaced by the ones in ``spec`` when those are non-empty; ``online_enabled`` and ``statistics_enabled``
-        always take the spec's value (a bool is never "not given"); feature descriptions and not-yet-known types
-        are merged in by feature name, and features the registry does not know yet are appended.
+        always take the spec's value (a bool is never "not given"); feature descriptions are merged in by
+        feature name (non-empty ones win), features the registry does not know yet are appended, and stored
+        feature types are kept (they come from the table, see :meth:`update_features`).
 
         Returns:
             The spec as stored, with the registry's features (types from earlier writes).
 
         Raises:
-            InvalidDataError: the identity differs from the stored version's, naming the field, or a feature's
-                type differs from the stored one.
+            InvalidDataError: the identity differs from the stored version's (naming the field), or ``spec``
+                lists a feature twice.
         """
         _check_project(project)
         _check_unique_features(spec, spec.features)
@@ -283,7 +313,11 @@ class Registry:
         def work(session: Session) -> FeatureGroupSpec:
             stmt = (
                 select(FeatureGroupRow)
-                .where(FeatureGroupRow.project == project, FeatureGroupRow.name == spec.name, FeatureGroupRow.version == spec.version)
+                .where(
+                    FeatureGroupRow.project == project,
+                    FeatureGroupRow.name == spec.name,
+                    FeatureGroupRow.version == spec.version,
+                )
                 .options(selectinload(FeatureGroupRow.features))
             )
             row = session.scalars(stmt).first()
@@ -330,11 +364,7 @@ class Registry:
                 if known is None:
                     row.features.append(_feature_row(stored, len(row.features), feature))
                     continue
-                if feature.type and known.type and feature.type != known.type:
-                    raise InvalidDataError(
-                        f"feature {feature.name!r} of feature group {spec.name!r} version {spec.version} has type "
-                        f"{known.type!r}, not {feature.type!r}; register a new version to change a type"
-                    )
+                # Types belong to the table (update_features after each write); a declared one only fills a gap.
                 if feature.type and not known.type:
                     known.type = feature.type
                 if feature.description:
@@ -343,7 +373,7 @@ class Registry:
             session.flush()
             return _to_spec(row)
 
-        return self._write(work)
+        return self._write(f"registering feature group {spec.name!r} version {spec.version}", work)
 
     def get_feature_group(self, project: str, name: str, version: int | None = None) -> FeatureGroupSpec:
         """The stored spec of ``name`` (its latest version when ``version`` is None).
@@ -351,7 +381,9 @@ class Registry:
         Raises:
             NotFoundError: no such group or version; the message lists the existing versions or group names.
         """
-        return self._read(lambda s: _to_spec(self._find(s, project, name, version, features=True)))
+        return self._read(
+            f"reading feature group {name!r}", lambda s: _to_spec(self._find(s, project, name, version, features=True))
+        )
 
     def list_feature_groups(self, project: str) -> list[FeatureGroupSpec]:
         """Every version of every feature group of ``project``, by name then version."""
@@ -362,7 +394,7 @@ class Registry:
             .order_by(FeatureGroupRow.name, FeatureGroupRow.version)
             .options(selectinload(FeatureGroupRow.features))
         )
-        return self._read(lambda s: [_to_spec(row) for row in s.scalars(stmt)])
+        return self._read("listing feature groups", lambda s: [_to_spec(row) for row in s.scalars(stmt)])
 
     def update_features(self, project: str, name: str, version: int, features: Sequence[Feature]) -> FeatureGroupSpec:
         """Replaces the schema of a feature group version with ``features`` (in that order).
@@ -388,14 +420,16 @@ class Registry:
                 known.position = position
                 known.type = feature.type or known.type
                 known.description = feature.description or known.description
-                known.is_primary, known.is_partition, known.is_event_time = fresh.is_primary, fresh.is_partition, fresh.is_event_time
+                known.is_primary = fresh.is_primary
+                known.is_partition = fresh.is_partition
+                known.is_event_time = fresh.is_event_time
                 known.search_text = feature_search_text(known.name, known.description)
                 keep.append(known)
             row.features = keep  # rows left in by_name are deleted (delete-orphan)
             session.flush()
             return _to_spec(row)
 
-        return self._write(work)
+        return self._write(f"updating the features of {name!r} version {version}", work)
 
     # ------------------------------------------------------------------ commits
 
@@ -406,7 +440,8 @@ class Registry:
 
         def work(session: Session) -> None:
             group = self._find(session, project, name, version)
-            row = session.scalars(select(CommitRow).where(CommitRow.fg_id == group.id, CommitRow.instant == commit.instant)).first()
+            stmt = select(CommitRow).where(CommitRow.fg_id == group.id, CommitRow.instant == commit.instant)
+            row = session.scalars(stmt).first()
             if row is None:
                 row = CommitRow(fg_id=group.id, instant=commit.instant)
                 session.add(row)
@@ -417,7 +452,7 @@ class Registry:
             row.row_count = commit.row_count
             row.committed_at = commit.committed_at
 
-        self._write(work)
+        self._write(f"recording commit {commit.instant} of {name!r} version {version}", work)
 
     def commits(self, project: str, name: str, version: int) -> list[CommitRecord]:
         """The recorded commits of a feature group version, oldest first."""
@@ -438,11 +473,13 @@ class Registry:
                 for r in rows
             ]
 
-        return self._read(work)
+        return self._read(f"reading the commits of {name!r} version {version}", work)
 
     # ------------------------------------------------------------------ statistics
 
-    def record_statistics(self, project: str, name: str, version: int, instant: str, statistics: dict[str, Any]) -> None:
+    def record_statistics(
+        self, project: str, name: str, version: int, instant: str, statistics: dict[str, Any]
+    ) -> None:
         """Stores ``statistics`` (a JSON-serializable dict) for the commit ``instant``, replacing earlier ones.
 
         Raises:
@@ -454,9 +491,13 @@ class Registry:
             # allow_nan=False: NaN is not JSON, and PostgreSQL's json type rejects it.
             document = json.loads(json.dumps(statistics, allow_nan=False))
         except (TypeError, ValueError) as exc:
-            raise InvalidDataError(f"statistics of {name!r} version {version} at {instant} are not JSON-safe: {exc}") from exc
+            raise InvalidDataError(
+                f"statistics of {name!r} version {version} at {instant} are not JSON-safe: {exc}"
+            ) from exc
         if not isinstance(document, dict):
-            raise InvalidDataError(f"statistics of {name!r} version {version} at {instant} must be a dict, got {type(statistics).__name__}")
+            raise InvalidDataError(
+                f"statistics of {name!r} version {version} at {instant} must be a dict, got {type(statistics).__name__}"
+            )
 
         def work(session: Session) -> None:
             group = self._find(session, project, name, version)
@@ -469,7 +510,7 @@ class Registry:
                 row.statistics = document
                 row.computed_at = datetime.now(timezone.utc)
 
-        self._write(work)
+        self._write(f"recording statistics {instant} of {name!r} version {version}", work)
 
     def statistics(self, project: str, name: str, version: int, instant: str | None = None) -> dict[str, Any] | None:
         """The statistics recorded for ``instant`` (the latest instant when None), or None if there are none."""
@@ -483,7 +524,7 @@ class Registry:
                 stmt = stmt.where(StatisticsRow.instant == instant)
             return session.scalars(stmt).first()
 
-        return self._read(work)
+        return self._read(f"reading the statistics of {name!r} version {version}", work)
 
     # ------------------------------------------------------------------ search
 
@@ -494,7 +535,7 @@ class Registry:
         exact word > substring. See :mod:`fs_dagster.core.registry.search` for the exact rules.
         """
         _check_project(project)
-        return self._read(lambda s: _search(s, project, text, limit))
+        return self._read(f"searching {text!r}", lambda s: _search(s, project, text, limit))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -513,7 +554,9 @@ def _check_unique_features(spec: FeatureGroupSpec, features: Sequence[Feature]) 
         if not feature.name:
             raise InvalidDataError(f"feature group {spec.name!r} version {spec.version}: a feature has an empty name")
         if feature.name in seen:
-            raise InvalidDataError(f"feature group {spec.name!r} version {spec.version}: feature {feature.name!r} is listed twice")
+            raise InvalidDataError(
+                f"feature group {spec.name!r} version {spec.version}: feature {feature.name!r} is listed twice"
+            )
         seen.add(feature.name)
 
 

@@ -49,8 +49,8 @@ class SearchHit:
         feature_group: the feature group's name.
         version: the feature group's version (every registered version is searched).
         feature: the feature's name when ``kind == "feature"``, else None.
-        matched_in: fields that matched a query word, among ``"name"``, ``"tag"``, ``"description"``; for a
-            feature hit this includes the group's fields that matched words the feature itself did not.
+        matched_in: the hit's own fields that matched a query word, among ``"name"``, ``"tag"``,
+            ``"description"`` (a feature has no tags; words it matched only through its group are not listed).
         score: higher is better; see the module docstring for the rules.
         description: the group's or the feature's description.
 
@@ -151,8 +151,7 @@ def _score_feature(words: list[str], group: FeatureGroupRow, feature: FeatureRow
         scores = _word_scores(word, group.name, group.description, group.tags or ())
         if not scores:
             return None
-        total += GROUP_CONTEXT_FACTOR * max(scores.values())
-        fields.update(scores)
+        total += GROUP_CONTEXT_FACTOR * max(scores.values())  # context only: not in matched_in
     if not own:
         return None
     if feature.name.lower() == " ".join(words):
@@ -163,7 +162,9 @@ def _score_feature(words: list[str], group: FeatureGroupRow, feature: FeatureRow
 def _word_condition(word: str) -> ColumnElement[bool]:
     # autoescape makes "%" and "_" in the query literal; search_text is stored lower-cased, so plain LIKE is
     # case-insensitive on SQLite and PostgreSQL alike.
-    in_feature = exists().where(FeatureRow.fg_id == FeatureGroupRow.id, FeatureRow.search_text.contains(word, autoescape=True))
+    in_feature = exists().where(
+        FeatureRow.fg_id == FeatureGroupRow.id, FeatureRow.search_text.contains(word, autoescape=True)
+    )
     return or_(FeatureGroupRow.search_text.contains(word, autoescape=True), in_feature)
 
 

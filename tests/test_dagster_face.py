@@ -1,0 +1,228 @@
+"""The Dagster face: feature-group assets, IO manager, pandera checks, partitions, data versions, sensor."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+from dagster import (
+    AssetIn,
+    AssetKey,
+    AssetCheckSeverity,
+    DailyPartitionsDefinition,
+    asset,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
+from pandera.typing import Series
+
+from fs_dagster import (
+    FeatureGroupIOManager,
+    FeatureGroupSpec,
+    FeatureGroupTranslator,
+    FeatureStoreResource,
+    feature_group_asset,
+)
+from fs_dagster.sensors import build_external_commit_sensor
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SPEC = FeatureGroupSpec(
+    "sensor_readings",
+    primary_key=("sensor",),
+    event_time="ts",
+    description="Latest reading per sensor",
+    tags=("iot",),
+)
+DAILY_SPEC = FeatureGroupSpec("daily_readings", primary_key=("sensor", "ts"), event_time="ts", partition_key=("sensor",))
+DAILY = DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-06")
+
+
+class Readings(pa.DataFrameModel):
+    sensor: Series[str]
+    ts: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
+    value: Series[float] = pa.Field(ge=0)
+    quality: Series[float] = pa.Field(le=1, raise_warning=True)
+
+
+def _frame(values: list[float], quality: float = 0.5, start: datetime = T0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sensor": [f"s{i}" for i in range(len(values))],
+            "ts": pd.Series([start] * len(values)).astype("datetime64[ns, UTC]"),
+            "value": values,
+            "quality": [quality] * len(values),
+        }
+    )
+
+
+@pytest.fixture()
+def resources(tmp_path):
+    store = FeatureStoreResource(root=str(tmp_path / "store"), project="test")
+    return {"feature_store": store, "fs_io_manager": FeatureGroupIOManager(feature_store=store)}
+
+
+def _readings_asset(frame: pd.DataFrame):
+    @feature_group_asset(SPEC, schema=Readings)
+    def sensor_readings() -> pd.DataFrame:
+        return frame
+
+    return sensor_readings
+
+
+def _store(resources):
+    return resources["feature_store"].get_store()
+
+
+def test_materialization_metadata_data_version_and_downstream_load(resources) -> None:
+    fg_asset = _readings_asset(_frame([1.0, 2.0, 3.0]))
+    seen = {}
+
+    @asset(ins={"sensor_readings": AssetIn()})
+    def mean_value(sensor_readings: pd.DataFrame) -> float:
+        seen["rows"] = len(sensor_readings)
+        return float(sensor_readings["value"].mean())
+
+    result = materialize([fg_asset, mean_value], resources=resources)
+    assert result.success and seen["rows"] == 3 and result.output_for_node("mean_value") == 2.0
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey("sensor_readings"))
+    md = event.materialization.metadata
+    instant = _store(resources).get_feature_group("sensor_readings").latest_commit()
+    assert md["fs_dagster/commit"].value == instant
+    assert event.materialization.tags["dagster/data_version"] == instant
+    assert md["dagster/row_count"].value == 3 and md["fs_dagster/rows_inserted"].value == 3
+    columns = {c.name: c for c in md["dagster/column_schema"].value.columns}
+    assert columns["sensor"].constraints.nullable is False and columns["value"].type == "double"
+    assert "value" in md["fs_dagster/statistics"].value and "s0" in md["fs_dagster/preview"].value
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.check_name == "pandera_schema"
+
+
+def test_error_level_check_blocks_the_write(resources) -> None:
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    fg = _store(resources).get_feature_group("sensor_readings")
+    before = fg.commit_details()
+
+    result = materialize([_readings_asset(_frame([5.0, -1.0, -2.0]))], resources=resources, raise_on_error=False)
+    assert not result.success
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert check.metadata["num_failures"].value == 2
+    cases = check.metadata["failure_cases"].value.records
+    assert {r.data["failure_case"] for r in cases} == {"-1.0", "-2.0"} and cases[0].data["column"] == "value"
+    assert not result.get_asset_materialization_events()
+    assert fg.commit_details() == before and fg.count() == 1
+
+
+def test_warning_level_check_writes_and_warns(resources) -> None:
+    result = materialize([_readings_asset(_frame([1.0], quality=7.0))], resources=resources)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert _store(resources).get_feature_group("sensor_readings").count() == 1
+
+
+def test_store_refusal_is_a_failure_naming_the_column(resources) -> None:
+    @feature_group_asset(SPEC)
+    def sensor_readings() -> pd.DataFrame:
+        return _frame([1.0]).assign(sensor=None)
+
+    result = materialize([sensor_readings], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "record key column 'sensor'" in failure.step_failure_data.error.message
+
+
+def test_pinned_commit_input_reads_time_travel(resources) -> None:
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    first = _store(resources).get_feature_group("sensor_readings").latest_commit()
+    materialize([_readings_asset(_frame([10.0, 20.0]))], resources=resources)
+
+    @asset(ins={"sensor_readings": AssetIn(metadata={"fs_dagster/as_of": first})})
+    def pinned(sensor_readings: pd.DataFrame) -> list[float]:
+        return sorted(sensor_readings["value"])
+
+    result = materialize(
+        [_readings_asset(_frame([10.0, 20.0])), pinned], resources=resources, selection=[AssetKey("pinned")]
+    )
+    assert result.output_for_node("pinned") == [1.0]
+
+
+def _daily_asset(frames: dict[str, pd.DataFrame]):
+    @feature_group_asset(DAILY_SPEC, partitions_def=DAILY)
+    def daily_readings(context) -> pd.DataFrame:
+        window = context.partition_time_window
+        return pd.concat([frames[k] for k in sorted(frames) if window.start <= pd.Timestamp(k) < window.end])
+
+    return daily_readings
+
+
+def _day(day: int, values: list[float]) -> pd.DataFrame:
+    return _frame(values, start=T0 + timedelta(days=day, hours=3))
+
+
+def test_partition_runs_backfills_and_idempotent_reruns(resources) -> None:
+    frames = {(T0 + timedelta(days=d)).isoformat(): _day(d, [float(d)] * 3) for d in range(5)}
+    daily = _daily_asset(frames)
+    fg_of = lambda: _store(resources).get_feature_group("daily_readings")  # noqa: E731
+
+    assert materialize([daily], resources=resources, partition_key="2024-01-02").success
+    assert fg_of().count() == 3
+    again = materialize([daily], resources=resources, partition_key="2024-01-02")
+    md = again.get_asset_materialization_events()[0].materialization.metadata
+    assert fg_of().count() == 3 and md["fs_dagster/rows_updated"].value == 3  # re-run: no duplicates
+
+    with instance_for_test() as instance:  # single-run backfill over a range of partitions
+        ranged = materialize(
+            [daily],
+            resources=resources,
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-05"},
+        )
+        assert ranged.success
+    assert fg_of().count() == 15
+    assert sorted(fg_of().read()["value"].unique()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_partition_run_refuses_rows_outside_its_window(resources) -> None:
+    @feature_group_asset(DAILY_SPEC, partitions_def=DAILY)
+    def daily_readings() -> pd.DataFrame:
+        return _day(3, [1.0])
+
+    result = materialize([daily_readings], resources=resources, partition_key="2024-01-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "outside the partition window" in failure.step_failure_data.error.message
+
+
+def test_io_manager_writes_plain_assets(resources) -> None:
+    metadata = FeatureGroupTranslator().get_asset_spec(SPEC).metadata
+
+    @asset(name="sensor_readings", io_manager_key="fs_io_manager", metadata=metadata)
+    def plain() -> pd.DataFrame:
+        return _frame([4.0, 5.0])
+
+    result = materialize([plain], resources=resources)
+    md = result.get_asset_materialization_events()[0].materialization.metadata
+    assert md["fs_dagster/rows_inserted"].value == 2
+    assert _store(resources).get_feature_group("sensor_readings").count() == 2
+
+
+def test_external_commit_sensor_reports_commits_once(resources) -> None:
+    with instance_for_test() as instance:
+        materialize([_readings_asset(_frame([1.0]))], resources=resources, instance=instance)
+        fg = _store(resources).get_feature_group("sensor_readings")
+        external = fg.insert(_frame([7.0, 8.0, 9.0]))  # e.g. a notebook, outside Dagster
+        sensor = build_external_commit_sensor([SPEC])
+
+        with build_sensor_context(instance=instance, resources=resources) as context:
+            result = sensor.evaluate_tick(context)
+        reported = [e.metadata["fs_dagster/commit"] for e in result.asset_events]
+        assert [getattr(v, "value", v) for v in reported] == [external.instant]
+        assert result.asset_events[0].tags["dagster/data_version"] == external.instant
+
+        with build_sensor_context(instance=instance, resources=resources, cursor=result.cursor) as context:
+            again = sensor.evaluate_tick(context)
+        assert again.asset_events == []
+
