@@ -126,6 +126,13 @@ def feature_group_asset(
             yield Output(commit, data_version=DataVersion(commit.data_version or "empty"), metadata=metadata)
             if validation is not None:
                 yield validation.result
+            if commit.online_error:  # materialized offline; fail the run so the online gap is seen and retried
+                from fs_dagster.errors import FeatureStoreFailure
+
+                raise FeatureStoreFailure(
+                    description=f"feature group {spec.name}: commit {commit.instant} written offline, "
+                    f"online sync failed: {commit.online_error}"
+                )
 
         return _feature_group
 

@@ -17,6 +17,7 @@ from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.feature_group import FeatureGroup, TimeWindow
 from fs_dagster.core.monitoring.statistics import summarize
 from fs_dagster.core.offline.hudi_writer import CommitResult
+from fs_dagster.core.online.online_store import OnlineStoreUnavailable
 from fs_dagster.core.specs import FeatureGroupSpec
 from fs_dagster.core.store import FeatureStore
 from fs_dagster.errors import as_failure
@@ -32,6 +33,7 @@ class FeatureGroupCommit:
     instant: str | None  # the new commit; None when the batch was empty
     data_version: str  # the commit instant the asset now stands at ("" for an empty table)
     result: CommitResult
+    online_error: str | None = None  # the online store could not be updated (the offline commit stands)
 
 
 def partition_window(context: Any) -> TimeWindow | None:
@@ -60,9 +62,10 @@ def commit_feature_group(
         )
     fg: FeatureGroup = store.create_feature_group(spec)
     try:
-        result = fg.insert(data, window=window)
+        result = fg.insert(data, window=window, sync_online=False)
     except FeatureStoreError as error:
         raise as_failure(error, feature_group=spec.key) from error
+    online_error = _sync_online(fg) if fg.spec.online_enabled and result.instant else None
     latest = result.instant or fg.latest_commit()
     metadata: dict[str, Any] = {}
     if fg.exists():
@@ -80,5 +83,29 @@ def commit_feature_group(
             metadata["fs_dagster/statistics"] = statistics_table(summarize(stats))
     frame = data if isinstance(data, pd.DataFrame) else data.to_pandas()
     metadata["fs_dagster/preview"] = preview(frame)
-    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, latest or "", result)
+    if fg.spec.online_enabled:
+        metadata.update(_online_metadata(fg, online_error))
+    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, latest or "", result, online_error)
     return commit, metadata
+
+
+def _sync_online(fg: FeatureGroup) -> str | None:
+    """Syncs the new commit to Valkey; an unreachable store is reported (the commit stays) instead of raised."""
+    try:
+        fg.sync_online()
+        return None
+    except OnlineStoreUnavailable as error:
+        return str(error)
+
+
+def _online_metadata(fg: FeatureGroup, error: str | None) -> dict[str, Any]:
+    sync = fg.last_online_sync
+    if error is not None or sync is None:
+        return {"fs_dagster/online_sync": f"failed: {error}; the next materialization or sync_online() repairs it"}
+    return {
+        "fs_dagster/online_sync": "full" if sync.full else "incremental",
+        "fs_dagster/online_rows_synced": sync.rows_offered,
+        "fs_dagster/online_keys_written": sync.keys_written,
+        "fs_dagster/online_keys_deleted": sync.keys_deleted,
+        "fs_dagster/online_sync_ms": round(sync.seconds * 1000, 2),
+    }

@@ -7,6 +7,7 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from fs_dagster.core.online.online_store import OnlineStoreConfig
 from fs_dagster.core.store import DEFAULT_ROOT, FeatureStore
 
 
@@ -33,6 +34,18 @@ class FeatureStoreResource(ConfigurableResource):
     )
     lock_timeout: float = Field(default=60.0, description="Seconds a write waits for another writer of the table.")
     durable: bool = Field(default=True, description="fsync data files and commits before publishing them.")
+    online_url: Optional[str] = Field(
+        default=None,
+        description="Valkey URL of the online store (valkey://host:port/db, valkeys:// for TLS); "
+        "unset: the embedded valkey-server of the store root, started on demand.",
+    )
+    online_username: Optional[str] = Field(default=None, description="Valkey ACL user.")
+    online_password: Optional[str] = Field(default=None, description="Valkey password (use EnvVar).")
+    online_tls_ca_file: Optional[str] = Field(default=None, description="CA bundle that signed the server cert.")
+    online_tls_cert_file: Optional[str] = Field(default=None, description="Client certificate (mutual TLS).")
+    online_tls_key_file: Optional[str] = Field(default=None, description="Client key (mutual TLS).")
+    online_cluster: bool = Field(default=False, description="The online store is a Valkey Cluster.")
+    online_key_prefix: str = Field(default="fs:", description="Namespace of every online key.")
 
     _store: Optional[FeatureStore] = PrivateAttr(default=None)
 
@@ -45,5 +58,15 @@ class FeatureStoreResource(ConfigurableResource):
                 registry_url=self.registry_url,
                 lock_timeout=self.lock_timeout,
                 durable=self.durable,
+                online=OnlineStoreConfig(
+                    url=self.online_url,
+                    username=self.online_username,
+                    password=self.online_password,
+                    tls_ca_file=self.online_tls_ca_file,
+                    tls_cert_file=self.online_tls_cert_file,
+                    tls_key_file=self.online_tls_key_file,
+                    cluster=self.online_cluster,
+                    key_prefix=self.online_key_prefix,
+                ),
             )
         return self._store

@@ -226,3 +226,25 @@ def test_external_commit_sensor_reports_commits_once(resources) -> None:
             again = sensor.evaluate_tick(context)
         assert again.asset_events == []
 
+
+
+def test_online_enabled_group_syncs_and_reports_it(resources) -> None:
+    from dataclasses import replace
+
+    from fs_dagster.core.online.embedded import EmbeddedValkey
+
+    online_spec = replace(SPEC, name="online_readings", online_enabled=True)
+
+    @feature_group_asset(online_spec)
+    def online_readings() -> pd.DataFrame:
+        return _frame([1.0, 2.0])
+
+    store = _store(resources)
+    try:
+        result = materialize([online_readings], resources=resources)
+        md = result.get_asset_materialization_events()[0].materialization.metadata
+        assert md["fs_dagster/online_sync"].value == "full" and md["fs_dagster/online_keys_written"].value == 2
+        assert md["fs_dagster/online_sync_ms"].value >= 0
+        assert store.get_feature_group("online_readings").get_online([("s1",)])[0]["value"] == 2.0
+    finally:
+        EmbeddedValkey(store.root).stop()

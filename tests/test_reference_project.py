@@ -15,6 +15,7 @@ import pytest
 from assets import features
 from assets.feature_groups import FEATURE_GROUP_SPECS
 from fs_dagster import FeatureStore
+from fs_dagster.core.online.embedded import EmbeddedValkey
 from resources.flights_source import NycFlightsSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,17 +36,27 @@ def test_definitions_validate_and_cli_materializes_a_partition_range(tmp_path) -
     validated = _dagster(tmp_path, "definitions", "validate", "-w", "workspace.yaml")
     assert validated.returncode == 0, validated.stderr[-3000:]
 
-    run = _dagster(
-        tmp_path, "asset", "materialize", "-m", "assets.definitions", "--select", "weather_hourly",
-        "--partition-range", "2013-01-01...2013-02-01",
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    try:
+        run = _dagster(
+            tmp_path, "asset", "materialize", "-m", "assets.definitions", "--select", "weather_hourly",
+            "--partition-range", "2013-01-01...2013-02-01",
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        _check_weather(tmp_path)
+    finally:  # weather_hourly is online-enabled: the run started the store's embedded Valkey
+        EmbeddedValkey(tmp_path / "store").stop()
+
+
+def _check_weather(tmp_path: Path) -> None:
     fg = FeatureStore(root=tmp_path / "store", project="flights").get_feature_group("weather_hourly")
     expected = len(NycFlightsSource().weather(JAN, MAR))
     assert fg.count() == expected > 4000
     [commit] = fg.commit_details()
     assert commit.rows_inserted == expected
     assert set(fg.read(columns=["origin"])["origin"]) == {"EWR", "JFK", "LGA"}
+    [online] = fg.get_online([("JFK", JAN + (MAR - JAN) / 2)])  # synced to the online store by the run
+    offline = fg.read(where="origin = 'JFK' AND time_hour = TIMESTAMPTZ '2013-01-30 12:00:00+00'")
+    assert online["temp"] == offline["temp"].iloc[0]
 
 
 def test_feature_group_specs_are_unique_and_documented() -> None:

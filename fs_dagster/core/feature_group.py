@@ -12,11 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.errors import InvalidDataError, NotFoundError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.feature_view import Query, Selection
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
 from fs_dagster.core.offline.hudi_schema import to_arrow
 from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
+from fs_dagster.core.online.online_store import OnlineStoreUnavailable
+from fs_dagster.core.online.sync import OnlineSyncResult, online_layout, sync_feature_group
 from fs_dagster.core.registry import CommitRecord
 from fs_dagster.core.specs import FeatureGroupSpec
 
@@ -25,6 +28,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DataFrameType = Literal["pandas", "arrow"]
+
+
+class OnlineSyncError(FeatureStoreError):
+    """The offline commit succeeded but the online store could not be updated; the next sync repairs it."""
+
+    def __init__(self, message: str, instant: str | None) -> None:
+        super().__init__(message)
+        self.instant = instant
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class FeatureGroup:
     def __init__(self, store: FeatureStore, spec: FeatureGroupSpec) -> None:
         self._store = store
         self.spec = spec
+        self.last_online_sync: OnlineSyncResult | None = None
 
     def __repr__(self) -> str:
         return f"FeatureGroup({self.spec.name!r}, version={self.spec.version}, path={str(self.path)!r})"
@@ -103,13 +115,15 @@ class FeatureGroup:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    def insert(self, data: Any, *, window: TimeWindow | None = None) -> CommitResult:
+    def insert(self, data: Any, *, window: TimeWindow | None = None, sync_online: bool = True) -> CommitResult:
         """Upserts rows: new primary keys are inserted, existing ones replaced (newest event time wins within
         the batch). Nothing is written if any row is invalid.
 
         Args:
             data: pandas DataFrame or Arrow table with every feature column.
             window: when given, every row's event time must fall inside it (a partition run writes its window).
+            sync_online: for online-enabled groups, sync the commit to the online store right away (an
+                unreachable store raises OnlineSyncError after the offline commit, which is kept).
 
         Raises:
             InvalidDataError: naming the column/value at fault (null key, unsupported type, type change...).
@@ -117,7 +131,7 @@ class FeatureGroup:
         table = to_arrow(data)
         self._validate_event_time(table, window)
         result = self._writer().upsert(table)
-        self._after_commit(result)
+        self._after_commit(result, sync_online)
         return result
 
     def delete(self, keys: Any) -> CommitResult:
@@ -161,7 +175,7 @@ class FeatureGroup:
                 f"[{window.start.isoformat()}, {window.end.isoformat()}), e.g. {example.isoformat()}"
             )
 
-    def _after_commit(self, result: CommitResult) -> None:
+    def _after_commit(self, result: CommitResult, sync_online: bool = True) -> None:
         """Mirrors the commit into the registry: schema, commit counts, statistics.
 
         The Hudi commit is the source of truth; a registry failure here is logged and repaired by the next
@@ -173,6 +187,40 @@ class FeatureGroup:
             self.sync_registry()
         except Exception:  # the data is committed; the registry catches up on the next sync
             log.exception("feature group %s: registry update after commit %s failed", self.spec.key, result.instant)
+        if self.spec.online_enabled and sync_online:
+            try:
+                self.sync_online()
+            except OnlineStoreUnavailable as error:
+                raise OnlineSyncError(
+                    f"feature group {self.spec.key}: offline commit {result.instant} is kept, but {error}; "
+                    "the next write or sync_online() brings the online store up to date",
+                    result.instant,
+                ) from error
+
+    def sync_online(self, full: bool = False) -> OnlineSyncResult:
+        """Brings the online store up to the latest commit (incrementally; ``full`` rewrites every key).
+
+        Raises:
+            OnlineStoreUnavailable: naming the Valkey address; nothing is lost, the next sync catches up.
+        """
+        if not self.spec.online_enabled:
+            raise InvalidDataError(f"feature group {self.spec.key} is not online-enabled")
+        result = sync_feature_group(
+            self.spec, self._reader(), self._store.online_store, self._store.project, full=full
+        )
+        self.last_online_sync = result
+        return result
+
+    def get_online(self, keys: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row."""
+        store = self._store.online_store
+        layout = online_layout(self.spec, self._reader().schema(), self._store.project, store.config.key_prefix)
+        entities = [tuple(k[c] for c in self.spec.primary_key) if isinstance(k, dict) else tuple(k) for k in keys]
+        rows = store.get(layout, entities)
+        return [
+            None if row is None else dict(zip(layout.key_columns + layout.value_columns, entity + row))
+            for entity, row in zip(entities, rows)
+        ]
 
     def sync_registry(self) -> None:
         """Records every Hudi commit the registry does not know yet (with statistics of the latest)."""
@@ -212,6 +260,16 @@ class FeatureGroup:
             registry.record_statistics(
                 self._store.project, self.spec.name, self.spec.version, latest, self.compute_statistics(latest)
             )
+
+    # --- feature views -------------------------------------------------------------------------------------
+
+    def select(self, features: Sequence[str]) -> Query:
+        """A query selecting ``features`` of this group (join others to it; see :class:`Query`)."""
+        return Query(Selection(self.spec.name, self.spec.version, tuple(features)), (), self._store)
+
+    def select_all(self) -> Query:
+        """A query selecting every non-key feature of this group."""
+        return Query(Selection(self.spec.name, self.spec.version, ()), (), self._store)
 
     # --- reads --------------------------------------------------------------------------------------------
 

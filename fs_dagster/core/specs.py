@@ -63,6 +63,7 @@ class FeatureGroupSpec:
             point-in-time joins use it. None for static features.
         partition_key: column(s) whose values partition the offline table (folders).
         online_enabled: keep the latest row per key in the online store.
+        online_ttl_seconds: online values expire this long after their last write (None: never).
         description, tags, owner: shown in search and the Dagster UI.
         features: per-feature descriptions (types are filled in by the first write).
         hive_style_partitioning: ``col=value`` partition folders (default) or bare values.
@@ -78,6 +79,7 @@ class FeatureGroupSpec:
     event_time: str | None = None
     partition_key: tuple[str, ...] = ()
     online_enabled: bool = False
+    online_ttl_seconds: int | None = None
     description: str = ""
     features: tuple[Feature, ...] = ()
     tags: tuple[str, ...] = ()
@@ -137,6 +139,7 @@ class FeatureGroupSpec:
             "event_time": self.event_time,
             "partition_key": list(self.partition_key),
             "online_enabled": self.online_enabled,
+            "online_ttl_seconds": self.online_ttl_seconds,
             "description": self.description,
             "features": [f.to_dict() for f in self.features],
             "tags": list(self.tags),

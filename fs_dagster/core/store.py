@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fs_dagster.core.feature_group import FeatureGroup
+from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
+from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
 from fs_dagster.core.registry import Registry, SearchHit
 from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_name
 
@@ -27,6 +29,7 @@ class FeatureStore:
         registry_url: SQLAlchemy URL of the registry (e.g. ``postgresql+psycopg://...``); SQLite under root if None.
         lock_timeout: seconds a write waits for another writer of the same feature group.
         durable: fsync data and commits before publishing (off only for throwaway stores).
+        online: where the online store lives; default: the embedded Valkey of ``root`` (started on demand).
 
     Example:
         fs = FeatureStore(root="./.fs_store", project="flights")
@@ -43,12 +46,15 @@ class FeatureStore:
         registry_url: str | None = None,
         lock_timeout: float = 60.0,
         durable: bool = True,
+        online: OnlineStoreConfig | None = None,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.project = check_name("project", project)
         self.registry_url = registry_url
         self.write_options: dict[str, Any] = {"lock_timeout": lock_timeout, "durable": durable}
+        self.online_config = online or OnlineStoreConfig()
         self._lock = threading.Lock()
+        self._online: OnlineStore | None = None
 
     def __repr__(self) -> str:
         return f"FeatureStore(root={str(self.root)!r}, project={self.project!r})"
@@ -59,6 +65,18 @@ class FeatureStore:
             if self.registry_url:
                 return Registry(self.registry_url)
             return Registry.for_root(self.root)
+
+    @property
+    def online_store(self) -> OnlineStore:
+        """The Valkey connection (embedded server of the root unless configured); connects on first use.
+
+        Raises:
+            OnlineStoreUnavailable: naming the address.
+        """
+        with self._lock:
+            if self._online is None:
+                self._online = OnlineStore.connect(self.online_config, embedded_root=str(self.root))
+            return self._online
 
     @property
     def project_path(self) -> Path:
@@ -82,6 +100,7 @@ class FeatureStore:
         event_time: str | None = None,
         partition_key: Sequence[str] | str = (),
         online_enabled: bool = False,
+        online_ttl_seconds: int | None = None,
         description: str = "",
         features: dict[str, str] | Sequence[Feature] | None = None,
         tags: Sequence[str] = (),
@@ -109,6 +128,7 @@ class FeatureStore:
             event_time=event_time,
             partition_key=tuple([partition_key] if isinstance(partition_key, str) else partition_key),
             online_enabled=online_enabled,
+            online_ttl_seconds=online_ttl_seconds,
             description=description,
             features=feature_specs,
             tags=tuple(tags),
@@ -132,3 +152,27 @@ class FeatureStore:
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Keyword search over feature group and feature names, descriptions and tags."""
         return self.registry.search(self.project, text, limit=limit)
+
+    # --- feature views ------------------------------------------------------------------------------------
+
+    def get_or_create_feature_view(
+        self, name: str, version: int = 1, query: Query | None = None, labels: Sequence[str] = (),
+        description: str = "",
+    ) -> FeatureView:
+        """Registers the view (or returns the registered one, which must have the same query and labels).
+
+        Raises:
+            InvalidDataError: the version exists with another definition, or a feature/label is unknown.
+        """
+        if query is None:
+            return self.get_feature_view(name, version)
+        view = build_feature_view(self, name, version, query, labels, description)
+        self.registry.register_feature_view(self.project, name, version, view.spec_dict())
+        return view
+
+    def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
+        """A registered feature view (latest version when ``version`` is None)."""
+        spec = self.registry.get_feature_view(self.project, name, version)
+        query = Query.from_dict(spec["query"], self)
+        return build_feature_view(self, spec["name"], spec["version"], query, spec["labels"], spec["description"])
+

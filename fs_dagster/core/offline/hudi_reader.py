@@ -223,10 +223,11 @@ class HudiTableReader:
         return self._scan(files, self._projection(columns, with_meta, end if end != latest else None), predicate)
 
     @_one_table
-    def deleted_keys(self, start: str, end: str | None = None) -> pa.Table:
-        """Record keys (with partition path) present as of ``start`` and gone as of ``end``."""
+    def deleted_keys(self, start: str, end: str | None = None, columns: Sequence[str] = ()) -> pa.Table:
+        """Record keys (with partition path, and ``columns`` of the deleted rows as of ``start``) present as of
+        ``start`` and gone as of ``end``."""
         key_cols = ["_hoodie_record_key", "_hoodie_partition_path"]
-        before = self._scan(self.base_files(start), key_cols, None)
+        before = self._scan(self.base_files(start), key_cols + [c for c in columns if c not in key_cols], None)
         after = self._scan(self.base_files(end), key_cols, None)
         with self._lock:
             con = self._con()

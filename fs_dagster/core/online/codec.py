@@ -75,21 +75,19 @@ class OnlineLayout:
         prefixed = pc.binary_join_element_wise(pa.scalar(self.prefix), joined, "")
         return [k.encode() for k in prefixed.to_pylist()]
 
-    def encode_values(self, table: pa.Table, instant: str) -> list[bytes]:
+    def encode_values(self, table: pa.Table, instants: str | Sequence[str]) -> list[bytes]:
+        """Header + payload per row; ``instants`` is one commit instant or one per row (the commit that wrote it)."""
         n = table.num_rows
         if self.event_time:
             micros = table[self.event_time].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
             events = (micros + EVENT_OFFSET).tolist()
         else:
             events = [NO_EVENT_TIME] * n
-        suffix = instant.encode()
+        suffixes = [instants.encode()] * n if isinstance(instants, str) else [i.encode() for i in instants]
         columns = [_plain_values(table[c]) for c in self.value_columns]
-        packer = msgpack.Packer(autoreset=True)
-        pack = packer.pack
-        out = []
-        for event, row in zip(events, zip(*columns) if columns else ((),) * n):
-            out.append(b"%020d%s%s" % (event, suffix, pack(row)))
-        return out
+        pack = msgpack.Packer(autoreset=True).pack
+        rows = zip(*columns) if columns else ((),) * n
+        return [b"%020d%s%s" % (event, suffix, pack(row)) for event, suffix, row in zip(events, suffixes, rows)]
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -178,9 +176,8 @@ def _plain_values(column: pa.ChunkedArray) -> list[Any]:
         return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     if pa.types.is_date(t):
         return column.cast(pa.date32()).cast(pa.int32()).to_pylist()
-    if pa.types.is_floating(t):
-        # NaN -> None (pandas' missing value) so readers see nulls, as the offline store does
-        return pc.if_else(pc.is_nan(column), None, column).to_pylist() if column.null_count < len(column) else column.to_pylist()
+    if pa.types.is_floating(t):  # NaN -> None: online readers see nulls where the offline store has NaN/null
+        return pc.if_else(pc.is_nan(column), None, column).to_pylist()
     return column.to_pylist()
 
 

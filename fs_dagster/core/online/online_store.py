@@ -132,12 +132,14 @@ class OnlineStore:
 
     # --- writes ---------------------------------------------------------------------------------------------
 
-    def write(self, layout: OnlineLayout, table: pa.Table, instant: str, ttl_seconds: int | None = None) -> int:
+    def write(
+        self, layout: OnlineLayout, table: pa.Table, instants: str | Sequence[str], ttl_seconds: int | None = None
+    ) -> int:
         """Writes the rows (one per key; see module doc for the guard). Returns how many keys were written."""
         if table.num_rows == 0:
             return 0
         keys = layout.encode_keys(table)
-        values = layout.encode_values(table, instant)
+        values = layout.encode_values(table, instants)
         return self.write_encoded(keys, values, ttl_seconds)
 
     def write_encoded(self, keys: list[bytes], values: list[bytes], ttl_seconds: int | None = None) -> int:

@@ -75,6 +75,7 @@ class FeatureGroupRow(Base):
     event_time: Mapped[str | None] = mapped_column(String(255), nullable=True)
     partition_key: Mapped[list[str]] = mapped_column(JSON)
     online_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    online_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     statistics_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     hive_style_partitioning: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -139,3 +140,18 @@ class StatisticsRow(Base):
     instant: Mapped[str] = mapped_column(String(17))
     statistics: Mapped[dict[str, Any]] = mapped_column(JSON)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class FeatureViewRow(Base):
+    """One version of a feature view: its query, labels and transformations as a JSON spec."""
+
+    __tablename__ = "fs_feature_views"
+    __table_args__ = (UniqueConstraint("project", "name", "version", name="uq_fs_feature_views_pnv"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

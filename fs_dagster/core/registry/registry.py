@@ -32,7 +32,14 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.pool import StaticPool
 
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
-from fs_dagster.core.registry.models import Base, CommitRow, FeatureGroupRow, FeatureRow, StatisticsRow
+from fs_dagster.core.registry.models import (
+    Base,
+    CommitRow,
+    FeatureGroupRow,
+    FeatureRow,
+    FeatureViewRow,
+    StatisticsRow,
+)
 from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
 from fs_dagster.core.registry.search import search as _search
 from fs_dagster.core.specs import Feature, FeatureGroupSpec
@@ -330,6 +337,7 @@ class Registry:
                     event_time=spec.event_time,
                     partition_key=list(spec.partition_key),
                     online_enabled=spec.online_enabled,
+                    online_ttl_seconds=spec.online_ttl_seconds,
                     statistics_enabled=spec.statistics_enabled,
                     hive_style_partitioning=spec.hive_style_partitioning,
                     description=spec.description,
@@ -357,6 +365,7 @@ class Registry:
             if spec.owner:
                 row.owner = spec.owner
             row.online_enabled = spec.online_enabled
+            row.online_ttl_seconds = spec.online_ttl_seconds
             row.statistics_enabled = spec.statistics_enabled
             by_name = {f.name: f for f in row.features}
             for feature in spec.features:
@@ -528,6 +537,66 @@ class Registry:
 
     # ------------------------------------------------------------------ search
 
+    # ------------------------------------------------------------------ feature views
+
+    def register_feature_view(self, project: str, name: str, version: int, spec: dict[str, Any]) -> dict[str, Any]:
+        """Stores a feature view version; an existing version must have the same spec (it is immutable).
+
+        Raises:
+            InvalidDataError: the version exists with another spec (create a new version instead).
+        """
+        _check_project(project)
+
+        def work(session: Session) -> dict[str, Any]:
+            row = session.scalars(
+                select(FeatureViewRow).where(
+                    FeatureViewRow.project == project, FeatureViewRow.name == name, FeatureViewRow.version == version
+                )
+            ).first()
+            if row is None:
+                session.add(FeatureViewRow(project=project, name=name, version=version,
+                                           description=spec.get("description", ""), spec=spec))
+                return spec
+            if row.spec != spec:
+                raise InvalidDataError(
+                    f"feature view {name!r} version {version} exists with another query, labels or transformations; "
+                    "feature views are immutable: create a new version"
+                )
+            return dict(row.spec)
+
+        return self._write(f"registering feature view {name!r} version {version}", work)
+
+    def get_feature_view(self, project: str, name: str, version: int | None = None) -> dict[str, Any]:
+        """The stored spec (latest version when ``version`` is None); NotFoundError listing what exists."""
+        _check_project(project)
+
+        def work(session: Session) -> dict[str, Any]:
+            stmt = select(FeatureViewRow).where(FeatureViewRow.project == project, FeatureViewRow.name == name)
+            stmt = stmt.order_by(FeatureViewRow.version.desc()) if version is None else stmt.where(
+                FeatureViewRow.version == version
+            )
+            row = session.scalars(stmt.limit(1)).first()
+            if row is None:
+                names = session.scalars(
+                    select(FeatureViewRow.name).where(FeatureViewRow.project == project).distinct()
+                ).all()
+                raise NotFoundError(
+                    f"feature view {name!r} version {version} not found in project {project!r}; "
+                    + (f"feature views: {', '.join(sorted(names))}" if names else "the project has no feature views")
+                )
+            return dict(row.spec)
+
+        return self._read(f"reading feature view {name!r}", work)
+
+    def list_feature_views(self, project: str) -> list[dict[str, Any]]:
+        _check_project(project)
+        stmt = (
+            select(FeatureViewRow)
+            .where(FeatureViewRow.project == project)
+            .order_by(FeatureViewRow.name, FeatureViewRow.version)
+        )
+        return self._read("listing feature views", lambda s: [dict(r.spec) for r in s.scalars(stmt)])
+
     def search(self, project: str, text: str, limit: int = 50) -> list[SearchHit]:
         """Keyword search over feature-group names, descriptions and tags and feature names and descriptions.
 
@@ -588,6 +657,7 @@ def _to_spec(row: FeatureGroupRow) -> FeatureGroupSpec:
         event_time=row.event_time,
         partition_key=tuple(row.partition_key),
         online_enabled=bool(row.online_enabled),
+        online_ttl_seconds=row.online_ttl_seconds,
         description=row.description or "",
         features=tuple(
             Feature(

@@ -1,0 +1,332 @@
+"""Feature views: a named, versioned selection of features from several feature groups joined on keys, with
+label columns; served online as feature vectors assembled in one Valkey round trip.
+
+Example:
+    flights = fs.get_feature_group("flight_outcomes")
+    query = (flights.select(["distance", "sched_dep_hour", "is_delayed"])
+             .join(weather.select(["temp", "wind_speed"]), left_on=["origin", "time_hour"])
+             .join(aircraft.select(["seats", "year_built"]), on=["tailnum"]))
+    fv = fs.get_or_create_feature_view("delays", version=1, query=query, labels=["is_delayed"])
+    fv.get_feature_vector({"flight_id": "UA1545-EWR-201301011015", "origin": "EWR",
+                           "time_hour": "2013-01-01T10:00:00Z", "tailnum": "N14228"})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fs_dagster.core.errors import InvalidDataError, NotFoundError
+from fs_dagster.core.online.sync import online_layout
+from fs_dagster.core.specs import check_name
+
+if TYPE_CHECKING:
+    from fs_dagster.core.feature_group import FeatureGroup
+    from fs_dagster.core.store import FeatureStore
+
+ReturnType = Literal["list", "dict", "pandas", "numpy"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Features of one feature group version in a query (``features`` empty = all non-key columns)."""
+
+    feature_group: str
+    version: int
+    features: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature_group": self.feature_group, "version": self.version, "features": list(self.features)}
+
+
+@dataclass(frozen=True)
+class Join:
+    """A feature group joined to the query's root: ``left_on`` columns of the root match ``right_on`` (the
+    joined group's primary key, in order). ``prefix`` renames its features (clashing names get one anyway)."""
+
+    selection: Selection
+    left_on: tuple[str, ...]
+    right_on: tuple[str, ...]
+    prefix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "selection": self.selection.to_dict(),
+            "left_on": list(self.left_on),
+            "right_on": list(self.right_on),
+            "prefix": self.prefix,
+        }
+
+
+@dataclass(frozen=True)
+class Query:
+    """Root selection plus joins; build with ``fg.select([...]).join(other.select([...]), on=[...])``."""
+
+    root: Selection
+    joins: tuple[Join, ...] = ()
+    _store: Any = field(default=None, compare=False, repr=False)
+
+    def join(
+        self,
+        other: Query,
+        on: Sequence[str] | None = None,
+        left_on: Sequence[str] | None = None,
+        right_on: Sequence[str] | None = None,
+        prefix: str | None = None,
+    ) -> Query:
+        """Joins another feature group's selection (its primary key) on columns of this query's root.
+
+        Args:
+            on: same column names on both sides; or ``left_on`` (root columns) with ``right_on`` (defaults to the
+                joined group's primary key).
+        """
+        if other.joins:
+            raise InvalidDataError("join a plain selection (fg.select(...)), not a query with joins of its own")
+        right_spec = self._store.get_feature_group(other.root.feature_group, other.root.version).spec
+        left = tuple(on or left_on or ())
+        right = tuple(on or right_on or right_spec.primary_key)
+        if not left:
+            raise InvalidDataError(f"join of {other.root.feature_group}: give on=[...] or left_on=[...]")
+        if set(right) != set(right_spec.primary_key) or len(left) != len(right):
+            raise InvalidDataError(
+                f"join of {other.root.feature_group}: right_on {list(right)} must be its primary key "
+                f"{list(right_spec.primary_key)} (one value per key column), left_on {list(left)}"
+            )
+        # keep right_on in the joined group's key order so online keys can be built from left values directly
+        pairs = dict(zip(right, left))
+        ordered_right = tuple(right_spec.primary_key)
+        ordered_left = tuple(pairs[r] for r in ordered_right)
+        return replace(self, joins=self.joins + (Join(other.root, ordered_left, ordered_right, prefix),))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root.to_dict(), "joins": [j.to_dict() for j in self.joins]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], store: Any = None) -> Query:
+        def selection(d: dict[str, Any]) -> Selection:
+            return Selection(d["feature_group"], int(d["version"]), tuple(d.get("features") or ()))
+
+        joins = tuple(
+            Join(selection(j["selection"]), tuple(j["left_on"]), tuple(j["right_on"]), j.get("prefix"))
+            for j in data.get("joins", ())
+        )
+        return cls(selection(data["root"]), joins, store)
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of the view's output: where it comes from and what it is called."""
+
+    name: str
+    feature_group: str
+    version: int
+    source: str  # column name in the feature group
+    group_index: int  # 0 = root, i = i-th join
+    label: bool = False
+
+
+class FeatureView:
+    """A registered feature view: column resolution and online feature vectors.
+
+    Get one from :meth:`FeatureStore.get_or_create_feature_view` / :meth:`FeatureStore.get_feature_view`.
+    """
+
+    def __init__(self, store: FeatureStore, name: str, version: int, query: Query, labels: tuple[str, ...],
+                 description: str = "") -> None:
+        self._store = store
+        self.name = name
+        self.version = version
+        self.query = query
+        self.labels = labels
+        self.description = description
+        self._groups: list[FeatureGroup] = [
+            store.get_feature_group(s.feature_group, s.version) for s in self.selections
+        ]
+        self.columns = self._resolve_columns()
+        missing = [label for label in labels if label not in {c.name for c in self.columns}]
+        if missing:
+            raise InvalidDataError(f"feature view {name}: labels {missing} are not among its features")
+        self._layouts: list[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.name!r}, version={self.version}, features={self.feature_names})"
+
+    @property
+    def selections(self) -> list[Selection]:
+        return [self.query.root, *(j.selection for j in self.query.joins)]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Output features in order, labels excluded (what a feature vector holds)."""
+        return [c.name for c in self.columns if not c.label]
+
+    @property
+    def serving_keys(self) -> list[str]:
+        """Entry keys a vector lookup needs: the root's primary key, then each join's root-side columns."""
+        keys = list(self._groups[0].spec.primary_key)
+        for join in self.query.joins:
+            keys += [k for k in join.left_on if k not in keys]
+        return keys
+
+    def spec_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "query": self.query.to_dict(),
+            "labels": list(self.labels),
+        }
+
+    def _resolve_columns(self) -> list[OutputColumn]:
+        columns: list[OutputColumn] = []
+        taken: set[str] = set()
+        for index, (selection, fg) in enumerate(zip(self.selections, self._groups)):
+            schema_names = [f.name for f in fg.spec.features] or (fg.schema().names if fg.exists() else [])
+            keys = set(fg.spec.primary_key)
+            wanted = list(selection.features) or [n for n in schema_names if n not in keys]
+            unknown = [f for f in wanted if schema_names and f not in schema_names]
+            if unknown:
+                raise InvalidDataError(
+                    f"feature group {fg.spec.key} has no feature(s) {unknown}; it has {schema_names}"
+                )
+            prefix = self.query.joins[index - 1].prefix if index else None
+            for feature in wanted:
+                name = (prefix or "") + feature
+                if name in taken:  # clashing names get the group's name as prefix
+                    name = f"{fg.spec.name}_{feature}"
+                if name in taken:
+                    raise InvalidDataError(f"feature view {self.name}: column {name!r} appears twice; set a prefix")
+                taken.add(name)
+                columns.append(
+                    OutputColumn(name, fg.spec.name, fg.spec.version, feature, index, label=name in self.labels)
+                )
+        return columns
+
+    # --- online serving -------------------------------------------------------------------------------------
+
+    def _online_layouts(self) -> list[Any]:
+        if self._layouts is None:
+            online = self._store.online_store
+            layouts = []
+            for fg in self._groups:
+                if not fg.spec.online_enabled:
+                    raise InvalidDataError(
+                        f"feature view {self.name}: feature group {fg.spec.key} is not online-enabled, so it "
+                        "cannot serve feature vectors"
+                    )
+                layouts.append(online_layout(fg.spec, fg.schema(), self._store.project, online.config.key_prefix))
+            self._layouts = layouts
+        return self._layouts
+
+    def get_feature_vector(
+        self,
+        entry: dict[str, Any],
+        passed_features: dict[str, Any] | None = None,
+        allow_missing: bool = False,
+        return_type: ReturnType = "list",
+    ) -> Any:
+        """One feature vector (labels excluded) in :attr:`feature_names` order.
+
+        Args:
+            entry: values of :attr:`serving_keys` (e.g. ``{"flight_id": ..., "origin": ..., "time_hour": ...}``).
+            passed_features: values that replace (or stand in for) looked-up features, e.g. request-time data.
+            allow_missing: a feature group without a row for the entry gives nulls instead of an error.
+            return_type: ``"list"``, ``"dict"``, ``"pandas"`` (one-row DataFrame) or ``"numpy"``.
+
+        Raises:
+            NotFoundError: an entity has no row (unless ``allow_missing``); the message names group and key.
+        """
+        [vector] = self._vectors([entry], [passed_features or {}], allow_missing)
+        return self._shape([vector], return_type, single=True)
+
+    def get_feature_vectors(
+        self,
+        entries: Sequence[dict[str, Any]],
+        passed_features: Sequence[dict[str, Any]] | None = None,
+        allow_missing: bool = False,
+        return_type: ReturnType = "list",
+    ) -> Any:
+        """Feature vectors for many entries in one round trip (see :meth:`get_feature_vector`)."""
+        passed = list(passed_features) if passed_features is not None else [{}] * len(entries)
+        if len(passed) != len(entries):
+            raise InvalidDataError(f"{len(entries)} entries but {len(passed)} passed_features")
+        vectors = self._vectors(list(entries), passed, allow_missing)
+        return self._shape(vectors, return_type, single=False)
+
+    def _vectors(self, entries: list[dict[str, Any]], passed: list[dict[str, Any]], allow_missing: bool) -> list[list[Any]]:
+        layouts = self._online_layouts()
+        key_columns = [list(self._groups[0].spec.primary_key)] + [list(j.left_on) for j in self.query.joins]
+        keys: list[bytes] = []
+        for entry in entries:
+            for group_keys, layout in zip(key_columns, layouts):
+                missing = [k for k in group_keys if k not in entry]
+                if missing:
+                    raise InvalidDataError(
+                        f"feature view {self.name}: entry lacks serving key(s) {missing}; needs {self.serving_keys}"
+                    )
+                keys.append(layout.key_for([entry[k] for k in group_keys]))
+        raw = self._store.online_store.mget(keys)
+        n_groups = len(layouts)
+        decoded = [layouts[g].decode_many(raw[g::n_groups]) for g in range(n_groups)]
+        positions = [
+            {name: i for i, name in enumerate(layout.key_columns + layout.value_columns)} for layout in layouts
+        ]
+        wanted = [c for c in self.columns if not c.label]
+        vectors = []
+        for row_index, entry in enumerate(entries):
+            rows = []
+            for g in range(n_groups):
+                values = decoded[g][row_index]
+                if values is None:
+                    if not allow_missing and not self._all_passed(g, passed[row_index]):
+                        key = {k: entry[k] for k in key_columns[g]}
+                        raise NotFoundError(
+                            f"feature view {self.name}: no online row in feature group "
+                            f"{self._groups[g].spec.key} for {key}"
+                        )
+                    rows.append(None)
+                else:
+                    rows.append(tuple(entry[k] for k in key_columns[g]) + values)
+            vector = []
+            for column in wanted:
+                if column.name in passed[row_index]:
+                    vector.append(passed[row_index][column.name])
+                    continue
+                row = rows[column.group_index]
+                vector.append(None if row is None else row[positions[column.group_index][column.source]])
+            vectors.append(vector)
+        return vectors
+
+    def _all_passed(self, group_index: int, passed: dict[str, Any]) -> bool:
+        names = [c.name for c in self.columns if c.group_index == group_index and not c.label]
+        return bool(passed) and all(n in passed for n in names)
+
+    def _shape(self, vectors: list[list[Any]], return_type: ReturnType, single: bool) -> Any:
+        names = self.feature_names
+        if return_type == "list":
+            return vectors[0] if single else vectors
+        if return_type == "dict":
+            dicts = [dict(zip(names, v)) for v in vectors]
+            return dicts[0] if single else dicts
+        if return_type == "pandas":
+            frame = pd.DataFrame(vectors, columns=names)
+            for column in names:  # typed columns: timestamps as datetime64[us, UTC], numbers numeric
+                if frame[column].map(lambda v: isinstance(v, datetime)).any():
+                    frame[column] = pd.to_datetime(frame[column], utc=True)
+            return frame
+        if return_type == "numpy":
+            array = np.array(vectors, dtype=object)
+            return array[0] if single else array
+        raise InvalidDataError(f"return_type must be list, dict, pandas or numpy, got {return_type!r}")
+
+
+def build_feature_view(store: FeatureStore, name: str, version: int, query: Query, labels: Sequence[str],
+                       description: str) -> FeatureView:
+    check_name("feature view", name)
+    if not isinstance(version, int) or version < 1:
+        raise InvalidDataError(f"feature view {name}: version must be a positive integer, got {version!r}")
+    return FeatureView(store, name, version, replace(query, _store=store), tuple(labels), description)

@@ -1,0 +1,146 @@
+"""Online store sync of online-enabled feature groups (real embedded Valkey) and feature-view vectors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from fs_dagster import FeatureStore, InvalidDataError, NotFoundError
+from fs_dagster.core.feature_group import OnlineSyncError
+from fs_dagster.core.online.embedded import EmbeddedValkey
+from fs_dagster.core.online.online_store import OnlineStoreConfig
+
+T = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture()
+def fs(tmp_path):
+    store = FeatureStore(root=tmp_path / "store", project="p")
+    yield store
+    EmbeddedValkey(store.root).stop()  # the embedded server of this root, by its recorded pid
+
+
+def _sensors(fs: FeatureStore, **kwargs):
+    return fs.get_or_create_feature_group(
+        "sensors", primary_key=["sensor"], event_time="ts", partition_key=["site"], online_enabled=True, **kwargs
+    )
+
+
+def _rows(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["sensor", "site", "ts", "value"])
+
+
+def test_sync_writes_latest_guards_older_and_propagates_deletes(fs) -> None:
+    fg = _sensors(fs)
+    fg.insert(_rows(("a", "x", T, 1.0), ("b", "x", T, 2.0), ("a", "x", T - timedelta(hours=1), 0.5)))
+    assert fg.last_online_sync.full and fg.last_online_sync.keys_written == 2
+    assert fg.get_online([("a",)])[0]["value"] == 1.0  # newest event time of the batch
+
+    fg.insert(_rows(("a", "x", T - timedelta(days=1), -1.0)))  # a backfill of an older value
+    assert fg.last_online_sync.keys_written == 0 and fg.get_online([("a",)])[0]["value"] == 1.0
+
+    fg.insert(_rows(("a", "x", T, 9.0)))  # equal event time, later commit: wins
+    assert fg.get_online([("a",)])[0]["value"] == 9.0 and not fg.last_online_sync.full
+
+    fg.delete(pd.DataFrame({"sensor": ["b"], "site": ["x"]}))
+    assert fg.last_online_sync.keys_deleted == 1 and fg.get_online([("b",)]) == [None]
+
+
+def test_wiped_online_store_is_fully_resynced(fs) -> None:
+    fg = _sensors(fs)
+    fg.insert(_rows(("a", "x", T, 1.0), ("b", "y", T, 2.0)))
+    fs.online_store.client.flushdb()
+    result = fg.sync_online()
+    assert result.full and result.keys_written == 2
+    assert [r["value"] for r in fg.get_online([("a",), ("b",)])] == [1.0, 2.0]
+
+
+def test_unavailable_online_store_keeps_offline_commit_and_next_sync_repairs(tmp_path) -> None:
+    root = tmp_path / "store"
+    server = EmbeddedValkey(root).ensure_running()
+    fs = FeatureStore(root=root, project="p", online=OnlineStoreConfig(url=f"valkey://127.0.0.1:{server.port}/0"))
+    try:
+        fg = _sensors(fs)
+        fg.insert(_rows(("a", "x", T, 1.0)))
+        EmbeddedValkey(root).stop()
+        with pytest.raises(OnlineSyncError, match=rf"127.0.0.1:{server.port}") as caught:
+            fg.insert(_rows(("a", "x", T + timedelta(hours=1), 2.0)))
+        assert fg.latest_commit() == caught.value.instant  # the offline commit is kept
+        restarted = EmbeddedValkey(root).ensure_running()  # AOF brings back the old value and marker
+        repaired = FeatureStore(root=root, project="p",
+                                online=OnlineStoreConfig(url=f"valkey://127.0.0.1:{restarted.port}/0"))
+        fg2 = repaired.get_feature_group("sensors")
+        assert fg2.get_online([("a",)])[0]["value"] == 1.0
+        assert fg2.sync_online().keys_written == 1
+        assert fg2.get_online([("a",)])[0]["value"] == 2.0
+    finally:
+        EmbeddedValkey(root).stop()
+
+
+def test_ttl_and_types_round_trip(fs) -> None:
+    fg = fs.get_or_create_feature_group(
+        "typed", primary_key=["k", "day"], event_time="ts", online_enabled=True, online_ttl_seconds=3600
+    )
+    frame = pd.DataFrame({
+        "k": [1], "day": [pd.Timestamp("2024-01-02").date()], "ts": [T], "f": [1.25], "i": [7], "s": ["x"],
+        "b": [True], "nan": [float("nan")],
+    })
+    fg.insert(frame)
+    [row] = fg.get_online([(1, "2024-01-02")])
+    assert row == {"k": 1, "day": "2024-01-02", "ts": T, "f": 1.25, "i": 7, "s": "x", "b": True, "nan": None}
+    key = next(fs.online_store.scan_keys("fs:p:typed:*|*"))
+    assert 0 < fs.online_store.client.ttl(key) <= 3600
+
+
+def _view(fs):
+    flights = fs.get_or_create_feature_group("flights", primary_key=["flight_id"], event_time="ts", online_enabled=True)
+    flights.insert(pd.DataFrame({
+        "flight_id": ["f1", "f2"], "ts": [T, T], "origin": ["JFK", "LGA"], "hour": [T, T],
+        "tailnum": ["N1", "N2"], "distance": [100, 200], "delayed": [True, False],
+    }))
+    weather = fs.get_or_create_feature_group(
+        "weather", primary_key=["origin", "time_hour"], event_time="time_hour", online_enabled=True
+    )
+    weather.insert(pd.DataFrame({"origin": ["JFK", "LGA"], "time_hour": [T, T], "temp": [1.5, 2.5]}))
+    planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
+    planes.insert(pd.DataFrame({"tailnum": ["N1"], "seats": [150], "distance": [7]}))
+    query = (
+        flights.select(["distance", "delayed"])
+        .join(weather.select(["temp"]), left_on=["origin", "hour"])
+        .join(planes.select(["seats", "distance"]), on=["tailnum"])
+    )
+    return fs.get_or_create_feature_view("delays", 1, query, labels=["delayed"], description="delay features")
+
+
+def test_feature_vectors_order_types_missing_and_passed(fs) -> None:
+    fv = _view(fs)
+    assert fv.feature_names == ["distance", "temp", "seats", "planes_distance"]  # clash -> group prefix
+    assert fv.serving_keys == ["flight_id", "origin", "hour", "tailnum"]
+    e1 = {"flight_id": "f1", "origin": "JFK", "hour": T, "tailnum": "N1"}
+    e2 = {"flight_id": "f2", "origin": "LGA", "hour": T.isoformat(), "tailnum": "N2"}
+    assert fv.get_feature_vector(e1) == [100, 1.5, 150, 7]
+    assert fv.get_feature_vector(e1, return_type="dict")["temp"] == 1.5
+    with pytest.raises(NotFoundError, match=r"planes:1 for \{'tailnum': 'N2'\}"):
+        fv.get_feature_vector(e2)
+    assert fv.get_feature_vector(e2, allow_missing=True) == [200, 2.5, None, None]
+    assert fv.get_feature_vector(e2, passed_features={"seats": 99, "planes_distance": 1}) == [200, 2.5, 99, 1]
+    frame = fv.get_feature_vectors([e1, e2], allow_missing=True, return_type="pandas")
+    assert list(frame.columns) == fv.feature_names and frame["distance"].dtype.kind == "i"
+    assert fv.get_feature_vectors([e1], return_type="numpy").shape == (1, 4)
+    with pytest.raises(InvalidDataError, match="lacks serving key"):
+        fv.get_feature_vector({"flight_id": "f1"})
+
+
+def test_feature_views_are_versioned_in_the_registry(fs) -> None:
+    fv = _view(fs)
+    again = fs.get_feature_view("delays")
+    assert again.feature_names == fv.feature_names and again.labels == ("delayed",)
+    flights = fs.get_feature_group("flights")
+    with pytest.raises(InvalidDataError, match="immutable"):
+        fs.get_or_create_feature_view("delays", 1, flights.select(["distance"]), labels=[])
+    v2 = fs.get_or_create_feature_view("delays", 2, flights.select(["distance"]), labels=[])
+    assert fs.get_feature_view("delays").version == 2 and v2.feature_names == ["distance"]
+    with pytest.raises(InvalidDataError, match="no feature"):
+        fs.get_or_create_feature_view("bad", 1, flights.select(["nope"]))
