@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from assets.feature_groups import FEATURE_GROUP_ASSETS
+from assets.feature_groups import FEATURE_GROUP_ASSETS, FEATURE_GROUP_SPECS
+from assets.feature_views import flight_delays
 from assets.sources import SOURCE_ASSETS
+from fs_dagster.consistency_check import build_online_consistency_checks
 from resources import RESOURCES
 from sensors import SENSORS
 
-defs = Definitions(assets=[*SOURCE_ASSETS, *FEATURE_GROUP_ASSETS], resources=RESOURCES, sensors=SENSORS)
+defs = Definitions(
+    assets=[*SOURCE_ASSETS, *FEATURE_GROUP_ASSETS, flight_delays],
+    asset_checks=build_online_consistency_checks(FEATURE_GROUP_SPECS, sample_size=200),
+    resources=RESOURCES,
+    sensors=SENSORS,
+)

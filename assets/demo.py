@@ -53,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         env, "asset", "materialize", "-m", "assets.definitions", "--select", MONTHLY_ASSETS,
         "--partition-range", args.partition_range,
     )
+    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", "flight_delays")
     _report()
     print(f"\nExplore it in the UI: DAGSTER_HOME={home / 'dagster_home'} FS_DAGSTER_ROOT={home / 'store'} "
           ".venv/bin/dagster dev -w workspace.yaml")
+    print(f"The embedded Valkey of the store keeps running for the UI; stop it with: "
+          f".venv/bin/fs-dagster --root {home / 'store'} valkey stop")
     return 0
 
 
@@ -79,10 +82,35 @@ def _report() -> None:
     if temp:
         print(f"\nweather_hourly.temp statistics: mean {temp.get('mean'):.1f} F, min {temp.get('min')}, "
               f"max {temp.get('max')}, nulls {temp.get('nulls')}")
+    _serve_example(store)
     print("\nsearch('delay'):")
     for hit in store.search("delay")[:8]:
         target = f"{hit.feature_group}.{hit.feature}" if hit.feature else hit.feature_group
         print(f"  {hit.kind:<14} {target:<40} matched in {', '.join(hit.matched_in)}")
+
+
+def _serve_example(store) -> None:
+    """A feature vector of the flight_delays view from the online store (transformations fitted on a sample)."""
+    import time
+
+    from assets.feature_views import FLIGHT_DELAY_VIEW
+
+    view = store.get_feature_view(FLIGHT_DELAY_VIEW)
+    flights = store.get_feature_group("flight_outcomes").read(
+        columns=["flight_id", "origin", "time_hour", "tailnum", "dest", "carrier", "day", "distance"],
+        where="origin = 'JFK' AND tailnum IS NOT NULL",
+    )
+    view.init_serving(view.fit_transformations(flights))
+    row = flights.iloc[1000]
+    entry = {k: row[k] for k in view.serving_keys}
+    view.get_feature_vector(entry, allow_missing=True)  # first call connects and loads the layouts
+    started = time.perf_counter()
+    vector = view.get_feature_vector(entry, return_type="dict", allow_missing=True)
+    took = (time.perf_counter() - started) * 1000
+    print(f"\nfeature vector of {FLIGHT_DELAY_VIEW} for flight {row['flight_id']} ({took:.2f} ms from Valkey, "
+          "transformations applied):")
+    for name, value in vector.items():
+        print(f"  {name:<22} {value}")
 
 
 if __name__ == "__main__":

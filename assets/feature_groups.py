@@ -77,6 +77,7 @@ FLIGHT_OUTCOMES = FeatureGroupSpec(
     primary_key=("flight_id",),
     event_time="sched_dep_ts",
     partition_key=("origin",),
+    online_enabled=True,
     description="One row per scheduled flight with its outcome; is_delayed is the label to predict.",
     tags=("label", "delay"),
     owner="team:ml-platform",
@@ -85,6 +86,8 @@ FLIGHT_OUTCOMES = FeatureGroupSpec(
         Feature("dep_delay", description="Departure delay (minutes)"),
         Feature("arr_delay", description="Arrival delay (minutes)"),
         Feature("cancelled", description="The flight did not depart"),
+        Feature("time_hour", description="Scheduled departure hour (UTC): joins weather_hourly"),
+        Feature("day", description="Scheduled departure day (UTC): joins route_delay_stats"),
     ),
 )
 

@@ -45,6 +45,9 @@ def flight_outcomes(flights: pd.DataFrame) -> pd.DataFrame:
             + "-"
             + ts.dt.strftime("%Y%m%d%H%M"),
             "sched_dep_ts": ts,
+            # join keys of the other feature groups: the scheduled hour (weather) and UTC day (route stats)
+            "time_hour": ts.dt.floor("h"),
+            "day": ts.dt.floor("D"),
             "origin": flights["origin"],
             "dest": flights["dest"],
             "carrier": flights["carrier"],

@@ -61,6 +61,8 @@ class RouteDelayStats(pa.DataFrameModel):
 class FlightOutcomes(pa.DataFrameModel):
     flight_id: Series[str] = pa.Field(unique=True)
     sched_dep_ts: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
+    time_hour: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
+    day: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
     origin: Series[str] = pa.Field(isin=AIRPORTS)
     dest: Series[str]
     carrier: Series[str]

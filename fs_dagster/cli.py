@@ -34,11 +34,35 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("name")
     stats.add_argument("--version", type=int)
     stats.add_argument("--commit")
+    valkey = sub.add_parser("valkey", help="the root's embedded online store server: start, stop or status")
+    valkey.add_argument("action", choices=["start", "stop", "status"])
     return parser
+
+
+def _valkey(root: str, action: str) -> int:
+    """Start/stop/status of the root's embedded valkey-server; status exits 3 when it is not running."""
+    from fs_dagster.core.online.embedded import EmbeddedValkey
+
+    server = EmbeddedValkey(root)
+    if action == "stop":
+        print("stopped" if server.stop() else "not running")
+        return 0
+    info = server.ensure_running() if action == "start" else server.status()
+    if info is None:
+        print("not running")
+        return 3
+    print(f"running url={info.url} pid={info.pid} port={info.port}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "valkey":
+        try:
+            return _valkey(args.root, args.action)
+        except FeatureStoreError as error:
+            print(f"fs-dagster: {error}", file=sys.stderr)
+            return 2
     store = FeatureStore(root=args.root, project=args.project, registry_url=args.registry_url)
     try:
         if args.command == "list":

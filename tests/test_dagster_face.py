@@ -248,3 +248,50 @@ def test_online_enabled_group_syncs_and_reports_it(resources) -> None:
         assert store.get_feature_group("online_readings").get_online([("s1",)])[0]["value"] == 2.0
     finally:
         EmbeddedValkey(store.root).stop()
+
+
+def test_online_consistency_check_lists_mismatches(resources) -> None:
+    from dataclasses import replace
+
+    from fs_dagster.consistency_check import build_online_consistency_checks
+    from fs_dagster.core.online.codec import OnlineLayout
+    from fs_dagster.core.online.embedded import EmbeddedValkey
+
+    online_spec = replace(SPEC, name="online_readings", online_enabled=True)
+
+    @feature_group_asset(online_spec)
+    def online_readings() -> pd.DataFrame:
+        return _frame([1.0, 2.0, 3.0])
+
+    [check] = build_online_consistency_checks([online_spec, SPEC], sample_size=10)
+    store = _store(resources)
+    try:
+        result = materialize([online_readings, check], resources=resources)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.passed and evaluation.metadata["sampled_keys"].value == 3
+
+        fg = store.get_feature_group("online_readings")
+        online = store.online_store
+        layout = OnlineLayout.build("fs:", "test", fg.name, fg.version, fg.schema(), fg.primary_key, fg.event_time)
+        table = fg.read(where="sensor = 's1'", dataframe_type="arrow")
+        bad = table.set_column(table.schema.get_field_index("value"), "value", pa_array([42.0]))
+        online.client.set(layout.encode_keys(bad)[0], layout.encode_values(bad, "99999999999999999")[0])
+        online.client.delete(layout.key_for(("s2",)))
+
+        from dagster import AssetSelection
+
+        only_check = AssetSelection.checks_for_assets(online_readings)
+        result = materialize([online_readings, check], resources=resources, selection=only_check)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert not evaluation.passed
+        assert evaluation.metadata["missing_online"].value == 1
+        assert evaluation.metadata["mismatching_values"].value == 1
+        assert "42.0" in evaluation.metadata["mismatches"].value
+    finally:
+        EmbeddedValkey(store.root).stop()
+
+
+def pa_array(values):
+    import pyarrow
+
+    return pyarrow.array(values)

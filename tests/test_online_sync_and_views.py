@@ -144,3 +144,36 @@ def test_feature_views_are_versioned_in_the_registry(fs) -> None:
     assert fs.get_feature_view("delays").version == 2 and v2.feature_names == ["distance"]
     with pytest.raises(InvalidDataError, match="no feature"):
         fs.get_or_create_feature_view("bad", 1, flights.select(["nope"]))
+
+
+def double_it(value):  # a user transformation (module level, importable by path)
+    return value * 2
+
+
+def test_transformations_identical_in_training_frame_and_served_vector(fs) -> None:
+    from fs_dagster.core.transformations import FittedTransformations, transformation_function
+
+    transformation_function(double_it)
+    _view(fs)
+    flights = fs.get_feature_group("flights")
+    weather = fs.get_feature_group("weather")
+    query = flights.select(["distance", "origin"]).join(weather.select(["temp"]), left_on=["origin", "hour"])
+    fv = fs.get_or_create_feature_view(
+        "scaled", 1, query,
+        transformation_functions={"distance": "standard_scaler", "origin": "label_encoder",
+                                  "temp": f"{__name__}:double_it"},
+    )
+    entry = {"flight_id": "f2", "origin": "LGA", "hour": T}
+    with pytest.raises(InvalidDataError, match="init_serving"):
+        fv.get_feature_vector(entry)
+    training = pd.DataFrame({"distance": [100, 200], "origin": ["JFK", "LGA"], "temp": [1.5, 2.5]})
+    fitted = fv.fit_transformations(training)
+    assert fitted.params["distance"] == {"mean": 150.0, "std": 50.0}
+    restored = FittedTransformations.from_dict(fitted.to_dict())  # stored as JSON, e.g. with a training dataset
+    fv.init_serving(restored)
+    served = fv.get_feature_vector(entry)
+    trained = fitted.transform_frame(training).iloc[1].tolist()
+    assert served == trained == [1.0, 1, 5.0]
+    assert fs.get_feature_view("scaled").transformation_functions["origin"] == "label_encoder"
+    with pytest.raises(InvalidDataError, match="unknown transformation"):
+        fs.get_or_create_feature_view("bad_tf", 1, query, transformation_functions={"temp": "cube"})

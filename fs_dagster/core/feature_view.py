@@ -23,6 +23,7 @@ import pandas as pd
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
 from fs_dagster.core.online.sync import online_layout
 from fs_dagster.core.specs import check_name
+from fs_dagster.core.transformations import FittedTransformations, resolve
 
 if TYPE_CHECKING:
     from fs_dagster.core.feature_group import FeatureGroup
@@ -136,13 +137,15 @@ class FeatureView:
     """
 
     def __init__(self, store: FeatureStore, name: str, version: int, query: Query, labels: tuple[str, ...],
-                 description: str = "") -> None:
+                 description: str = "", transformation_functions: dict[str, str] | None = None) -> None:
         self._store = store
         self.name = name
         self.version = version
         self.query = query
         self.labels = labels
         self.description = description
+        self.transformation_functions = dict(transformation_functions or {})
+        self._serving_transformations: FittedTransformations | None = None
         self._groups: list[FeatureGroup] = [
             store.get_feature_group(s.feature_group, s.version) for s in self.selections
         ]
@@ -150,6 +153,13 @@ class FeatureView:
         missing = [label for label in labels if label not in {c.name for c in self.columns}]
         if missing:
             raise InvalidDataError(f"feature view {name}: labels {missing} are not among its features")
+        for feature, function in self.transformation_functions.items():
+            if feature not in self.feature_names:
+                raise InvalidDataError(
+                    f"feature view {name}: transformation {function!r} targets {feature!r}, which is not one of "
+                    f"its features {self.feature_names}"
+                )
+            resolve(function)  # fails early on unknown names or unimportable functions
         self._layouts: list[Any] | None = None
 
     def __repr__(self) -> str:
@@ -179,6 +189,7 @@ class FeatureView:
             "description": self.description,
             "query": self.query.to_dict(),
             "labels": list(self.labels),
+            "transformation_functions": dict(self.transformation_functions),
         }
 
     def _resolve_columns(self) -> list[OutputColumn]:
@@ -205,6 +216,28 @@ class FeatureView:
                     OutputColumn(name, fg.spec.name, fg.spec.version, feature, index, label=name in self.labels)
                 )
         return columns
+
+    # --- transformations ------------------------------------------------------------------------------------
+
+    def fit_transformations(self, training_data: pd.DataFrame) -> FittedTransformations:
+        """Fits the view's transformation functions on training data (its training split only)."""
+        return FittedTransformations.fit(self.transformation_functions, training_data)
+
+    def init_serving(self, fitted: FittedTransformations | None = None) -> None:
+        """Sets the fitted transformations that served vectors get (the ones the model was trained with)."""
+        self._serving_transformations = fitted
+
+    def _transformations_for_serving(self) -> FittedTransformations | None:
+        if not self.transformation_functions:
+            return None
+        if self._serving_transformations is None:
+            if any(resolve(f).fit is not None for f in self.transformation_functions.values()):
+                raise InvalidDataError(
+                    f"feature view {self.name}: its transformations need fitted statistics; call "
+                    "init_serving(fv.fit_transformations(training_data)) (or a training dataset's) first"
+                )
+            return FittedTransformations(self.transformation_functions, {f: {} for f in self.transformation_functions})
+        return self._serving_transformations
 
     # --- online serving -------------------------------------------------------------------------------------
 
@@ -276,6 +309,8 @@ class FeatureView:
             {name: i for i, name in enumerate(layout.key_columns + layout.value_columns)} for layout in layouts
         ]
         wanted = [c for c in self.columns if not c.label]
+        transformations = self._transformations_for_serving()
+        names = [c.name for c in wanted]
         vectors = []
         for row_index, entry in enumerate(entries):
             rows = []
@@ -298,7 +333,7 @@ class FeatureView:
                     continue
                 row = rows[column.group_index]
                 vector.append(None if row is None else row[positions[column.group_index][column.source]])
-            vectors.append(vector)
+            vectors.append(transformations.transform_vector(names, vector) if transformations else vector)
         return vectors
 
     def _all_passed(self, group_index: int, passed: dict[str, Any]) -> bool:
@@ -325,8 +360,9 @@ class FeatureView:
 
 
 def build_feature_view(store: FeatureStore, name: str, version: int, query: Query, labels: Sequence[str],
-                       description: str) -> FeatureView:
+                       description: str, transformation_functions: dict[str, str] | None = None) -> FeatureView:
     check_name("feature view", name)
     if not isinstance(version, int) or version < 1:
         raise InvalidDataError(f"feature view {name}: version must be a positive integer, got {version!r}")
-    return FeatureView(store, name, version, replace(query, _store=store), tuple(labels), description)
+    return FeatureView(store, name, version, replace(query, _store=store), tuple(labels), description,
+                       transformation_functions)

@@ -157,16 +157,20 @@ class FeatureStore:
 
     def get_or_create_feature_view(
         self, name: str, version: int = 1, query: Query | None = None, labels: Sequence[str] = (),
-        description: str = "",
+        description: str = "", transformation_functions: dict[str, str] | None = None,
     ) -> FeatureView:
         """Registers the view (or returns the registered one, which must have the same query and labels).
 
         Raises:
             InvalidDataError: the version exists with another definition, or a feature/label is unknown.
+
+        Args:
+            transformation_functions: output feature -> ``standard_scaler`` / ``min_max_scaler`` /
+                ``label_encoder`` or a ``"module:function"`` registered with ``@transformation_function``.
         """
         if query is None:
             return self.get_feature_view(name, version)
-        view = build_feature_view(self, name, version, query, labels, description)
+        view = build_feature_view(self, name, version, query, labels, description, transformation_functions)
         self.registry.register_feature_view(self.project, name, version, view.spec_dict())
         return view
 
@@ -174,5 +178,8 @@ class FeatureStore:
         """A registered feature view (latest version when ``version`` is None)."""
         spec = self.registry.get_feature_view(self.project, name, version)
         query = Query.from_dict(spec["query"], self)
-        return build_feature_view(self, spec["name"], spec["version"], query, spec["labels"], spec["description"])
+        return build_feature_view(
+            self, spec["name"], spec["version"], query, spec["labels"], spec["description"],
+            spec.get("transformation_functions"),
+        )
 

@@ -24,6 +24,7 @@ from fs_dagster.core.errors import FeatureStoreError
 
 ONLINE_DIR = "online"
 STATE_FILE = "server.json"
+_children: dict[int, subprocess.Popen] = {}  # servers this process started: kept so they can be reaped on stop
 
 
 class EmbeddedServerError(FeatureStoreError):
@@ -77,14 +78,21 @@ class EmbeddedValkey:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def status(self) -> ServerInfo | None:
-        """The running server of this root, or None (a stale state file is ignored)."""
+    def _recorded(self) -> ServerInfo | None:
+        """The server the state file names (running or not), or None if there is no readable state file."""
         try:
             data = json.loads(self.state_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return ServerInfo(host=str(data["host"]), port=int(data["port"]), pid=int(data["pid"]),
+                              data_dir=str(data["data_dir"]))
+        except (OSError, ValueError, TypeError, KeyError):  # missing, half-written by hand, or from another version
             return None
-        info = ServerInfo(**data)
-        return info if _alive(info.pid) and _answers_ping(info.host, info.port) else None
+
+    def status(self) -> ServerInfo | None:
+        """The running server of this root, or None (a stale state file is ignored)."""
+        info = self._recorded()
+        if info is None:
+            return None
+        return info if _is_server(info.pid, info.port) and _ping(info.host, info.port) == b"+PONG" else None
 
     def ensure_running(self) -> ServerInfo:
         """Returns the running server, starting one if there is none (safe across racing processes)."""
@@ -95,14 +103,28 @@ class EmbeddedValkey:
             info = self.status()  # another process may have started it while we waited
             if info is not None:
                 return info
-            return self._start()
+            recorded = self._recorded()
+            if recorded is not None and _is_server(recorded.pid, recorded.port):
+                # alive but not answering (still loading its AOF, or hung): never start a second server on the
+                # same data directory
+                return self._await(recorded)
+            if recorded is not None:
+                _reap(recorded.pid)  # a crashed server this process started: collect it
+            self.state_path.unlink(missing_ok=True)
+            last_error: EmbeddedServerError | None = None
+            for _ in range(3):  # the free port may be taken between choosing and binding it
+                try:
+                    return self._start()
+                except _PortTaken as exc:
+                    last_error = exc
+            assert last_error is not None
+            raise last_error
 
     def _start(self) -> ServerInfo:
         data_dir = self.dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port(self.host)
-        pidfile = self.dir / "valkey.pid"
-        pidfile.unlink(missing_ok=True)
+        log = self.dir / "valkey.log"
         command = [
             str(valkey_server_binary()),
             "--bind", self.host,
@@ -111,45 +133,123 @@ class EmbeddedValkey:
             "--appendonly", "yes",
             "--appendfsync", "everysec",
             "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(pidfile),
-            "--logfile", str(self.dir / "valkey.log"),
+            "--daemonize", "no",  # detached with setsid below, so the pid is known without a pid file
+            "--logfile", str(log),
             "--protected-mode", "yes",
         ]
+        log_size = log.stat().st_size if log.exists() else 0
         try:
-            subprocess.run(command, check=True, capture_output=True, timeout=self.start_timeout)
-        except (subprocess.SubprocessError, OSError) as exc:
-            raise EmbeddedServerError(f"could not start {command[0]}: {exc}; see {self.dir / 'valkey.log'}") from exc
+            with open(os.devnull, "rb") as devnull:
+                process = subprocess.Popen(
+                    command, stdin=devnull, stdout=devnull, stderr=devnull, cwd=data_dir, start_new_session=True
+                )
+        except OSError as exc:
+            raise EmbeddedServerError(f"could not start {command[0]}: {exc}") from exc
+        _children[process.pid] = process
+        info = ServerInfo(host=self.host, port=port, pid=process.pid, data_dir=str(data_dir))
         deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if pidfile.exists() and _answers_ping(self.host, port):
-                pid = int(pidfile.read_text().strip())
-                info = ServerInfo(host=self.host, port=port, pid=pid, data_dir=str(data_dir))
+        while True:
+            code = process.poll()
+            if code is not None:
+                _children.pop(process.pid, None)
+                tail = _log_since(log, log_size)
+                if "Address already in use" in tail:
+                    raise _PortTaken(f"port {port} was taken before valkey-server could bind it")
+                raise EmbeddedServerError(f"valkey-server exited with code {code} at start; see {log}:\n{tail}")
+            reply = _ping(self.host, port)
+            if reply == b"+PONG":
                 tmp = self.state_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(info.__dict__))
                 os.replace(tmp, self.state_path)
                 return info
+            # a server loading a large AOF answers -LOADING: keep waiting while it makes progress
+            if time.monotonic() > deadline and not reply.startswith(b"-LOADING"):
+                _terminate(process.pid)
+                raise EmbeddedServerError(
+                    f"valkey-server on {self.host}:{port} did not answer within {self.start_timeout}s; see {log}"
+                )
+            time.sleep(0.02)
+
+    def _await(self, info: ServerInfo) -> ServerInfo:
+        deadline = time.monotonic() + self.start_timeout
+        while _is_server(info.pid, info.port):
+            reply = _ping(info.host, info.port)
+            if reply == b"+PONG":
+                return info
+            if time.monotonic() > deadline and not reply.startswith(b"-LOADING"):
+                raise EmbeddedServerError(
+                    f"valkey-server pid {info.pid} of {self.dir} is running but does not answer on "
+                    f"{info.host}:{info.port}; stop it (fs-dagster valkey stop, or kill {info.pid})"
+                )
             time.sleep(0.05)
-        raise EmbeddedServerError(
-            f"valkey-server on {self.host}:{port} did not answer within {self.start_timeout}s; "
-            f"see {self.dir / 'valkey.log'}"
-        )
+        raise EmbeddedServerError(f"valkey-server pid {info.pid} of {self.dir} exited while starting; see valkey.log")
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stops the server (SIGTERM: it flushes the AOF first). Returns False if none was running."""
         with self._start_lock():
-            info = self.status()
-            if info is None:
+            info = self._recorded()
+            if info is None or not _is_server(info.pid, info.port):
                 self.state_path.unlink(missing_ok=True)
                 return False
-            os.kill(info.pid, signal.SIGTERM)
+            try:
+                os.kill(info.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             deadline = time.monotonic() + timeout
             while _alive(info.pid):
                 if time.monotonic() > deadline:
                     raise EmbeddedServerError(f"valkey-server pid {info.pid} did not stop within {timeout}s")
                 time.sleep(0.05)
+            _reap(info.pid)
             self.state_path.unlink(missing_ok=True)
             return True
+
+
+class _PortTaken(EmbeddedServerError):
+    pass
+
+
+def _is_server(pid: int, port: int | None = None) -> bool:
+    """True if ``pid`` is a live valkey-server (on ``port``), not a recycled pid of some other program."""
+    if not _alive(pid):
+        return False
+    if not os.path.isdir("/proc"):  # macOS: trust the pid
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return False
+    # its process title is "valkey-server <bind>:<port>"; before that is set, the command line has --port <port>
+    return b"valkey-server" in cmdline and (port is None or str(port).encode() in cmdline)
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid, wait=True)
+
+
+def _reap(pid: int, wait: bool = False) -> None:
+    """Collects the exit status of a server this process started (no zombie left behind)."""
+    process = _children.pop(pid, None)
+    if process is None:
+        return
+    try:
+        process.wait(timeout=10 if wait else 1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _log_since(log: Path, offset: int) -> str:
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
 
 
 def _alive(pid: int) -> bool:
@@ -167,13 +267,14 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _answers_ping(host: str, port: int, timeout: float = 1.0) -> bool:
+def _ping(host: str, port: int, timeout: float = 1.0) -> bytes:
+    """The first line of the reply to PING (b"+PONG", b"-LOADING ...", ...), or b"" if nothing answers."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(256).split(b"\r\n", 1)[0]
     except OSError:
-        return False
+        return b""
 
 
 def _free_port(host: str) -> int:

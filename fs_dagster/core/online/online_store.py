@@ -2,14 +2,21 @@
 
 Writes go through a server-side Lua script that compares the stored value's header (event time, then commit
 instant) with the new one and writes only if the new one is not older, so a backfill of old partitions never
-overwrites newer values, and of two rows with equal event times the later commit wins. Batches are pipelined.
+overwrites newer values, and of two rows with equal event times the later commit wins. Batches are pipelined
+(in a cluster: one script call per hash slot, pipelined per node).
+
+Errors: every failure to reach or use the server is raised as a :class:`FeatureStoreError` naming the address:
+:class:`OnlineStoreUnavailable` (refused, timed out, TLS handshake failed, server loading/out of memory/read-only),
+its subclass :class:`OnlineStoreAuthError` (wrong password or user, ACL denies a command or key) and
+:class:`OnlineStoreError` for anything else the server rejects.
 """
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -30,23 +37,41 @@ end
 return written
 """ % (HEADER_BYTES - 1, HEADER_BYTES)
 
+TLS_SCHEMES = ("valkeys", "rediss")
+SCHEMES = ("valkey", "redis", *TLS_SCHEMES, "unix")
 
-class OnlineStoreUnavailable(FeatureStoreError, ConnectionError):
-    """Valkey could not be reached; the message names the address. Offline data is unaffected."""
+
+class OnlineStoreError(FeatureStoreError):
+    """The online store rejected a request; the message names the address and the server's reason."""
 
 
-@dataclass(frozen=True)
+class OnlineStoreUnavailable(OnlineStoreError, ConnectionError):
+    """Valkey could not be reached or used; the message names the address. Offline data is unaffected."""
+
+
+class OnlineStoreAuthError(OnlineStoreUnavailable):
+    """Authentication failed (wrong password or user) or an ACL denies a command or key; names the address."""
+
+
+@dataclass(frozen=True, repr=False)
 class OnlineStoreConfig:
     """Where the online store lives.
 
     Args:
-        url: ``valkey://[user:password@]host:port/db`` or ``valkeys://...`` for TLS; None = the embedded server
-            of the store root (started on demand).
+        url: ``valkey://[user:password@]host:port/db``, ``valkeys://...`` for TLS or ``unix:///path.sock?db=0``;
+            None = the embedded server of the store root (started on demand). Query options of valkey-py
+            (``?socket_timeout=5``...) are honoured.
         password, username: ACL credentials (override the URL's).
-        tls_ca_file, tls_cert_file, tls_key_file: TLS trust and client certificate; setting any enables TLS.
+        tls_ca_file, tls_cert_file, tls_key_file: TLS trust (the CA that signed the server certificate; without it
+            the system's trust store is used) and client certificate; setting any enables TLS.
+        tls_verify_hostname: check that the certificate names the host of the URL.
+        tls_verify: verify the server certificate at all (False only for throwaway test servers).
         cluster: talk to a Valkey Cluster (keys are routed by slot; vectors use one round trip per node).
         key_prefix: namespace for every key (projects are separated inside it as well).
         batch_size: keys per pipelined write command.
+        socket_timeout: seconds to connect and for each reply.
+        retries: reconnect-and-retry attempts after a connection error or timeout (every operation is idempotent).
+        extra: further keyword arguments for ``valkey.Valkey`` / ``ValkeyCluster``.
     """
 
     url: str | None = None
@@ -61,10 +86,21 @@ class OnlineStoreConfig:
     batch_size: int = 1000
     socket_timeout: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    tls_verify: bool = True
+    retries: int = 2
 
     @property
     def tls(self) -> bool:
-        return bool(self.tls_ca_file or self.tls_cert_file) or (self.url or "").startswith(("valkeys://", "rediss://"))
+        scheme = (self.url or "").split("://", 1)[0].lower()
+        return bool(self.tls_ca_file or self.tls_cert_file) or scheme in TLS_SCHEMES
+
+    def __repr__(self) -> str:  # never print secrets
+        url = _redact(self.url) if self.url else None
+        password = "***" if self.password is not None else None
+        return (
+            f"OnlineStoreConfig(url={url!r}, username={self.username!r}, password={password!r}, "
+            f"tls={self.tls}, cluster={self.cluster}, key_prefix={self.key_prefix!r})"
+        )
 
 
 class OnlineStore:
@@ -72,7 +108,7 @@ class OnlineStore:
 
     Example:
         online = OnlineStore.connect(OnlineStoreConfig(url="valkey://localhost:6379/0"))
-        online.write(layout, table, instant="20240101120000123")
+        online.write(layout, table, instants="20240101120000123")
         online.get(layout, [("JFK", ts)])
     """
 
@@ -81,27 +117,11 @@ class OnlineStore:
         self.config = config
         self.address = address
         self._script = client.register_script(GUARDED_SET)
+        self._script_loaded = False  # cluster mode: loaded on every primary before the first pipelined write
 
     @classmethod
     def connect(cls, config: OnlineStoreConfig, embedded_root: str | None = None) -> OnlineStore:
-        import valkey
-        from valkey.cluster import ValkeyCluster
-
-        kwargs: dict[str, Any] = {"socket_timeout": config.socket_timeout, "socket_connect_timeout": config.socket_timeout}
-        if config.password is not None:
-            kwargs["password"] = config.password
-        if config.username is not None:
-            kwargs["username"] = config.username
-        if config.tls:
-            kwargs.update(
-                ssl=True,
-                ssl_ca_certs=config.tls_ca_file,
-                ssl_certfile=config.tls_cert_file,
-                ssl_keyfile=config.tls_key_file,
-                ssl_cert_reqs=ssl.CERT_REQUIRED if config.tls_ca_file else ssl.CERT_NONE,
-                ssl_check_hostname=config.tls_verify_hostname and bool(config.tls_ca_file),
-            )
-        kwargs.update(config.extra)
+        """Connects (and PINGs). Raises OnlineStoreUnavailable / OnlineStoreAuthError naming the address."""
         url = config.url
         if url is None:
             if embedded_root is None:
@@ -109,26 +129,32 @@ class OnlineStore:
             from fs_dagster.core.online.embedded import EmbeddedValkey
 
             url = EmbeddedValkey(embedded_root).ensure_running().url
-        if url.startswith("valkeys://") or url.startswith("rediss://"):
-            kwargs.pop("ssl", None)
+        url, kwargs = _client_arguments(config, url)
         address = _address(url)
         try:
-            if config.cluster:
-                client = ValkeyCluster.from_url(url, **kwargs)
-            else:
-                client = valkey.Valkey.from_url(url, **kwargs)
-            client.ping()
-        except Exception as exc:  # valkey raises many connection error types; all mean "unreachable"
-            raise OnlineStoreUnavailable(f"online store at {address} is unavailable: {exc}") from exc
-        return cls(client, config, address)
+            client = _make_client(config, url, kwargs)
+        except (ValueError, TypeError) as exc:  # a malformed URL or option, not an outage
+            raise FeatureStoreError(f"invalid online store configuration for {address}: {exc}") from exc
+        except Exception as exc:  # the cluster client connects while it is constructed
+            raise (_translate(exc, address, "connect", config) or exc) from exc
+        store = cls(client, config, address)
+        try:
+            store._call("connect", client.ping)
+        except BaseException:
+            _close_quietly(client)
+            raise
+        return store
 
-    def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
-        import valkey
-
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError, OSError) as exc:
-            raise OnlineStoreUnavailable(f"online store at {self.address} is unavailable ({what}): {exc}") from exc
+        except Exception as exc:
+            if isinstance(exc, FeatureStoreError):
+                raise
+            translated = _translate(exc, self.address, what, self.config)
+            if translated is None:
+                raise
+            raise translated from exc
 
     # --- writes ---------------------------------------------------------------------------------------------
 
@@ -143,35 +169,73 @@ class OnlineStore:
         return self.write_encoded(keys, values, ttl_seconds)
 
     def write_encoded(self, keys: list[bytes], values: list[bytes], ttl_seconds: int | None = None) -> int:
+        """Guarded writes of encoded keys and values (each value starts with the 37-byte header)."""
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys but {len(values)} values")
+        if not keys:
+            return 0
         ttl = int(ttl_seconds or 0)
-        size = self.config.batch_size
+        if ttl < 0:
+            raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds}")
         if self.config.cluster:
             return self._write_cluster(keys, values, ttl)
+        size = self.config.batch_size
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(keys), size):
             self._script(keys=keys[start : start + size], args=[ttl, *values[start : start + size]], client=pipe)
         return sum(self._call("write", pipe.execute))
 
     def _write_cluster(self, keys: list[bytes], values: list[bytes], ttl: int) -> int:
+        """One script call per hash slot (a script may only touch keys of one slot), pipelined per node."""
         from valkey.crc import key_slot
+        from valkey.exceptions import NoScriptError
 
         by_slot: dict[int, tuple[list[bytes], list[bytes]]] = {}
         for key, value in zip(keys, values):
             ks, vs = by_slot.setdefault(key_slot(key), ([], []))
             ks.append(key)
             vs.append(value)
+        size = self.config.batch_size
+        calls = [
+            (ks[start : start + size], vs[start : start + size])
+            for ks, vs in by_slot.values()
+            for start in range(0, len(ks), size)
+        ]
+        if not self._script_loaded:
+            self._call("write", self.client.script_load, GUARDED_SET)  # SCRIPT LOAD goes to every primary
+            self._script_loaded = True
         written = 0
-        for ks, vs in by_slot.values():  # a script may only touch keys of one slot in a cluster
-            written += self._call("write", self._script, keys=ks, args=[ttl, *vs])
+        for attempt in range(2):
+            pipe = self.client.pipeline()
+            for ks, vs in calls:
+                # (ClusterPipeline blocks its evalsha() method; the command itself routes by the keys' slot)
+                pipe.execute_command("EVALSHA", self._script.sha, len(ks), *ks, ttl, *vs)
+            results = self._call("write", pipe.execute, raise_on_error=False)
+            missing = []
+            for call, result in zip(calls, results):
+                if isinstance(result, NoScriptError) and attempt == 0:
+                    missing.append(call)  # a node that lost or never saw the script (restarted, added, failed over)
+                elif isinstance(result, Exception):
+                    raise self._translate_or(result, "write")
+                else:
+                    written += int(result)
+            if not missing:
+                break
+            self._call("write", self.client.script_load, GUARDED_SET)
+            calls = missing
         return written
 
+    def _translate_or(self, exc: Exception, what: str) -> Exception:
+        return _translate(exc, self.address, what, self.config) or exc
+
     def delete(self, keys: Sequence[bytes]) -> int:
+        """Deletes ``keys``; returns how many existed."""
         if not keys:
             return 0
-        if self.config.cluster:
-            return sum(self._call("delete", self.client.delete, k) for k in keys)
-        pipe = self.client.pipeline(transaction=False)
         size = self.config.batch_size
+        if self.config.cluster:  # the cluster client splits DEL by slot and pipelines per node
+            return sum(self._call("delete", self.client.delete, *keys[s : s + size]) for s in range(0, len(keys), size))
+        pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(keys), size):
             pipe.delete(*keys[start : start + size])
         return sum(self._call("delete", pipe.execute))
@@ -197,14 +261,170 @@ class OnlineStore:
         keys = [layout.key_for(e) for e in entities]
         return layout.decode_many(self.mget(keys))
 
-    def scan_keys(self, match: str, count: int = 1000) -> Iterable[bytes]:
-        return self.client.scan_iter(match=match, count=count)
+    def scan_keys(self, match: str, count: int = 1000) -> Iterator[bytes]:
+        """Keys matching ``match`` (every primary in cluster mode); errors are translated as for other calls."""
+        iterator = self._call("scan", self.client.scan_iter, match=match, count=count)
+        while True:
+            try:
+                key = self._call("scan", next, iterator)
+            except StopIteration:
+                return
+            yield key
+
+    def ping(self) -> bool:
+        return bool(self._call("ping", self.client.ping))
 
     def close(self) -> None:
-        self.client.close()
+        _close_quietly(self.client)
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OnlineStore({self.address}{', cluster' if self.config.cluster else ''})"
+
+
+# --- connection helpers -----------------------------------------------------------------------------------
+
+
+def _client_arguments(config: OnlineStoreConfig, url: str) -> tuple[str, dict[str, Any]]:
+    """The URL to hand to valkey-py (TLS scheme if TLS is on, no credentials) and the client keyword arguments."""
+    from valkey.backoff import ExponentialBackoff
+    from valkey.exceptions import ConnectionError as ValkeyConnectionError
+    from valkey.exceptions import TimeoutError as ValkeyTimeoutError
+    from valkey.retry import Retry
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise FeatureStoreError(f"online store URL {_redact(url)!r} must start with one of {', '.join(SCHEMES)}://")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if config.username is not None:
+        username = config.username
+    if config.password is not None:
+        password = config.password
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if config.tls and scheme != "unix":
+        scheme = "valkeys"  # valkey-py picks its TLS connection class from the scheme (an ``ssl`` kwarg breaks it)
+    url = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    kwargs: dict[str, Any] = {
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_timeout,
+        "socket_keepalive": True,
+    }
+    if config.retries > 0:
+        kwargs["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), config.retries)
+        if not config.cluster:  # the cluster client retries through cluster_error_retry_attempts instead
+            kwargs["retry_on_error"] = [ValkeyConnectionError, ValkeyTimeoutError]
+    if username is not None:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    if scheme in TLS_SCHEMES:
+        kwargs.update(
+            ssl_ca_certs=config.tls_ca_file,  # None: the system trust store
+            ssl_certfile=config.tls_cert_file,
+            ssl_keyfile=config.tls_key_file,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if config.tls_verify else ssl.CERT_NONE,
+        )
+        if not config.cluster:  # the cluster client does not accept it (and never checks host names)
+            kwargs["ssl_check_hostname"] = config.tls_verify and config.tls_verify_hostname
+    kwargs.update(config.extra)
+    return url, kwargs
+
+
+def _make_client(config: OnlineStoreConfig, url: str, kwargs: dict[str, Any]) -> Any:
+    import valkey
+    from valkey.cluster import ValkeyCluster
+
+    if config.cluster:
+        return ValkeyCluster.from_url(url, **kwargs)
+    return valkey.Valkey.from_url(url, **kwargs)
+
+
+_AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid username-password", "Authentication required", "invalid password",
+                 "without any password configured", "no password is set", "Invalid Username or Password")
+_UNAVAILABLE_MARKERS = ("cannot be connected", "Connection refused", "Timeout", "timed out", "CLUSTERDOWN",
+                        "No connection", "Error connecting")
+
+
+def _translate(exc: BaseException, address: str, what: str, config: OnlineStoreConfig) -> FeatureStoreError | None:
+    """A FeatureStoreError naming ``address`` for a valkey-py or socket error (None: not a server error)."""
+    from valkey import exceptions as vx
+
+    if not isinstance(exc, (vx.ValkeyError, vx.ValkeyClusterException, OSError)):
+        return None
+    message = str(exc) or type(exc).__name__
+    username = config.username or (urlsplit(config.url).username if config.url else None)
+    user = f"user {unquote(username)!r}" if username else "the default user"
+    if isinstance(exc, vx.AuthenticationError) or any(m.lower() in message.lower() for m in _AUTH_MARKERS):
+        return OnlineStoreAuthError(
+            f"online store at {address}: authentication failed for {user} ({message}); "
+            "check the password and username (OnlineStoreConfig.password/username or the URL)"
+        )
+    if isinstance(exc, (vx.NoPermissionError, vx.AuthorizationError)):
+        return OnlineStoreAuthError(
+            f"online store at {address}: permission denied by the server's ACL for {user} during {what} "
+            f"({message}); the user needs the key pattern of key_prefix {config.key_prefix!r}* and the commands "
+            "ping, get, set, getrange, mget, del, evalsha, script|load, script|exists, scan (and select for a database "
+            "other than 0)"
+        )
+    cert_error = _find(exc, ssl.SSLCertVerificationError)
+    if cert_error is not None or "CERTIFICATE_VERIFY_FAILED" in message:
+        reason = getattr(cert_error, "verify_message", None) or message
+        return OnlineStoreUnavailable(
+            f"online store at {address}: TLS certificate verification failed ({reason}); set tls_ca_file to the CA "
+            "certificate that signed the server's certificate (and use the host name the certificate names)"
+        )
+    if _find(exc, ssl.SSLError) is not None:
+        return OnlineStoreUnavailable(f"online store at {address}: TLS handshake failed during {what} ({message})")
+    unavailable = (vx.ConnectionError, vx.TimeoutError, vx.ClusterDownError, vx.TryAgainError, vx.ReadOnlyError,
+                   vx.OutOfMemoryError, OSError)
+    if isinstance(exc, unavailable) or (
+        isinstance(exc, vx.ValkeyClusterException) and any(m in message for m in _UNAVAILABLE_MARKERS)
+    ):
+        return OnlineStoreUnavailable(f"online store at {address} is unavailable ({what}): {message}")
+    if isinstance(exc, (vx.ValkeyError, vx.ValkeyClusterException)):
+        return OnlineStoreError(f"online store at {address} rejected {what}: {message}")
+    return None
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a broken connection must not hide the original error
+        pass
 
 
 def _address(url: str) -> str:
-    rest = url.split("://", 1)[-1]
-    rest = rest.rsplit("@", 1)[-1]
-    return rest.split("/", 1)[0]
+    """``host:port`` of a URL (the socket path of a unix:// URL), without credentials."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        return parts.path or url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return host or url
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
