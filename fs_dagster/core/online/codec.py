@@ -70,6 +70,9 @@ class OnlineLayout:
     # --- writing (vectorized over an Arrow table) -----------------------------------------------------------
 
     def encode_keys(self, table: pa.Table) -> list[bytes]:
+        for column in self.key_columns:
+            if table[column].null_count:
+                raise InvalidDataError(f"key column {column!r} has {table[column].null_count} null value(s)")
         parts = [_key_text(table[c]) for c in self.key_columns]
         joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
         prefixed = pc.binary_join_element_wise(pa.scalar(self.prefix), joined, "")
@@ -79,11 +82,20 @@ class OnlineLayout:
         """Header + payload per row; ``instants`` is one commit instant or one per row (the commit that wrote it)."""
         n = table.num_rows
         if self.event_time:
-            micros = table[self.event_time].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+            column = table[self.event_time]
+            if column.null_count:  # (to_numpy would turn the column into float64 and round every header)
+                raise InvalidDataError(f"event time column {self.event_time!r} has {column.null_count} null value(s)")
+            micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
             events = (micros + EVENT_OFFSET).tolist()
         else:
             events = [NO_EVENT_TIME] * n
-        suffixes = [instants.encode()] * n if isinstance(instants, str) else [i.encode() for i in instants]
+        if isinstance(instants, str):
+            suffixes = [_instant_bytes(instants)] * n
+        else:
+            memo: dict[str, bytes] = {}
+            suffixes = [memo.get(i) or memo.setdefault(i, _instant_bytes(i)) for i in instants]
+            if len(suffixes) != n:
+                raise InvalidDataError(f"{len(suffixes)} commit instants for {n} rows")
         columns = [_plain_values(table[c]) for c in self.value_columns]
         pack = msgpack.Packer(autoreset=True).pack
         rows = zip(*columns) if columns else ((),) * n
@@ -119,6 +131,16 @@ class OnlineLayout:
                 row = tuple(v if conv is None or v is None else conv(v) for v, conv in zip(row, converters))
             out.append(row)
         return out
+
+
+def _instant_bytes(instant: str) -> bytes:
+    """A commit instant as the header's 17 digits (``yyyyMMddHHmmssSSS``); the 14-digit instants of older Hudi
+    tables get Hudi's own millisecond suffix ``999``, anything else would shift the header and is refused."""
+    if len(instant) == 14 and instant.isdigit():
+        instant += "999"
+    if len(instant) != HEADER_BYTES - 20 or not (instant.isascii() and instant.isdigit()):
+        raise InvalidDataError(f"commit instant {instant!r} is not a 17-digit Hudi instant (yyyyMMddHHmmssSSS)")
+    return instant.encode()
 
 
 def header_of(value: bytes) -> tuple[int, str]:

@@ -4,6 +4,10 @@ Started on demand by the first process that needs it and shared by every process
 workers, the webserver, serving). Its address and pid live in ``<root>/online/server.json``; its data in
 ``<root>/online/data`` with AOF persistence (``appendfsync everysec``), so a restart loses at most a second.
 Two processes racing to start it serialize on ``<root>/online/start.lock``: the second finds the first's server.
+The server runs in its own session (it outlives the process that started it and ignores its Ctrl-C); a state file
+whose pid is gone, or is no longer a valkey-server on the recorded port, counts as stopped, and a server that is
+alive but not answering (loading a large AOF) is waited for, never doubled. ``fs-dagster valkey start|stop|status``
+manages it from the shell.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ its subclass :class:`OnlineStoreAuthError` (wrong password or user, ACL denies a
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -326,6 +327,10 @@ def _client_arguments(config: OnlineStoreConfig, url: str) -> tuple[str, dict[st
     if password is not None:
         kwargs["password"] = password
     if scheme in TLS_SCHEMES:
+        for option in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(config, option)
+            if path is not None and not os.path.isfile(path):
+                raise FeatureStoreError(f"online store {option} {path!r} does not exist or is not a file")
         kwargs.update(
             ssl_ca_certs=config.tls_ca_file,  # None: the system trust store
             ssl_certfile=config.tls_cert_file,

