@@ -12,27 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 from pathlib import Path
 
-# Import only the plain-Python core (``fs_dagster.core`` never imports Dagster): the package ``__init__`` loads
-# the Dagster layer, several seconds per process, and these tests start dozens of processes.
-if "fs_dagster" not in sys.modules:
-    _package = types.ModuleType("fs_dagster")
-    _package.__path__ = [str(Path(__file__).resolve().parents[1] / "fs_dagster")]
-    sys.modules["fs_dagster"] = _package
 
 
 class _NoPandas:
-    """pyarrow imports pandas (1-2 s) on its first ``pa.array`` call just to recognise DataFrames; this process
-    writes Arrow tables only, so pandas is made unavailable and pyarrow goes without it."""
+    """pyarrow imports pandas (1-2 s) on its first ``pa.array`` call just to recognise DataFrames; the writer
+    process writes Arrow tables only, so pandas is made unavailable there and pyarrow goes without it."""
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
             raise ModuleNotFoundError(f"{name} is not used by this test process", name=name)
 
 
-sys.meta_path.insert(0, _NoPandas())
+if __name__ == "__main__":  # only in the writer process: test_hudi_crash imports this module for make_batch
+    sys.meta_path.insert(0, _NoPandas())
 
 import pyarrow as pa  # noqa: E402
 
