@@ -35,12 +35,17 @@ class Timing:
     times: list[float]
 
 
-def interleaved(cases: dict[str, Case], repeat: int) -> dict[str, Timing]:
+def interleaved(cases: dict[str, Case], repeat: int, rotate: bool = False) -> dict[str, Timing]:
     """Best of ``repeat`` for every case, the cases alternating within each round (A B A B ...), so an operation
-    and its baseline see the same machine load even on a shared machine. Cases run in dict order each round."""
+    and its baseline see the same machine load even on a shared machine. Cases run in dict order each round; with
+    ``rotate`` later rounds rotate that order (B A, ...) so that no case always follows the same one (page cache,
+    writeback); the first round keeps the dict order (a case may need an earlier one's result)."""
     out: dict[str, Timing] = {name: Timing(float("inf"), None, []) for name in cases}
-    for _ in range(max(1, repeat)):
-        for name, case in cases.items():
+    names = list(cases)
+    for round_ in range(max(1, repeat)):
+        shift = round_ % len(names) if rotate else 0
+        for name in names[shift:] + names[:shift]:
+            case = cases[name]
             arg = case.setup() if case.setup is not None else None
             gc.collect()
             start = time.perf_counter()

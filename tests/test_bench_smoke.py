@@ -45,3 +45,36 @@ def test_offline_benchmark_quick_prints_the_table() -> None:
     ratios = re.findall(r"\| (\d+\.\d\d)x \|", out)
     assert len(ratios) >= 9, out  # every operation paired with its baseline
     assert all(float(r) > 0 for r in ratios)
+
+
+ONLINE_SCRIPT = ROOT / "bench" / "online.py"
+
+
+@pytest.mark.timeout(300)
+def test_online_benchmark_quick_prints_the_tables() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ONLINE_SCRIPT), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    assert "| lookup | fs-dagster p50 / p99 ms | raw MGET p50 / p99 ms | raw HMGET (hashes) p50 / p99 ms |" in out
+    assert "| operation | fs-dagster | raw MSET pipeline (valkey-py) | raw pre-packed RESP |" in out
+    assert "cores" in out and "Valkey" in out
+    for label in (
+        "single vector, 2 feature groups",
+        "batch of 100 entities",
+        "batch of 1,000 entities",
+        "`sync_online(full=True)` into an empty online store",
+        "`sync_online(full=True)` over existing keys",
+        "sync stage: Hudi read",
+        "sync stage: encode keys + values",
+    ):
+        assert label in out, f"{label!r} missing from:\n{out}"
+    latencies = re.findall(r"\| (\d+\.\d+) / (\d+\.\d+) (?=\|)", out)
+    assert len(latencies) >= 12 and all(float(a) > 0 and float(b) > 0 for a, b in latencies), out
+    assert len(re.findall(r"rows/s \(\d+\.\d+ s\)", out)) >= 6, out  # ours and both replays, two sync rows
+    assert "Total run time" in out

@@ -365,9 +365,10 @@ class HudiWriter:
                 size=size,
             )
 
-        # Parquet encoding and fsync release the GIL: file groups are written in parallel (a pipeline of one per
-        # core); results are collected in task order, so files, commit metadata and fault points keep their order.
-        workers = min(len(plans), os.cpu_count() or 1)
+        # Parquet encoding and fsync release the GIL: file groups are written in parallel (one per usable core, at
+        # most _MAX_WRITE_THREADS files assembled in memory at once); results are collected in task order, so files,
+        # commit metadata and fault points keep their order.
+        workers = min(len(plans), _usable_cores(), _MAX_WRITE_THREADS)
         if workers <= 1:
             for task, plan in enumerate(plans):
                 files.append(write_one(task, plan))
@@ -678,6 +679,16 @@ def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             arrays.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_MAX_WRITE_THREADS = 4
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours CPU pinning / container cpusets, unlike os.cpu_count()
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # Unique in every file: dictionary encoding only costs here (every value hashed, then a fallback to plain once the

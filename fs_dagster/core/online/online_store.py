@@ -19,24 +19,39 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fs_dagster.core.errors import FeatureStoreError
-from fs_dagster.core.online.codec import HEADER_BYTES, OnlineLayout
+from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, EncodedRows, OnlineLayout, _offsets
 
+# KEYS[i] gets ARGV[i + 1] if its header is >= the stored value's (or nothing is stored); ARGV[1] is the TTL.
+# The stored values are read with one MGET per 1,000 keys (not one GETRANGE call per key: a call from Lua costs
+# microseconds); ``latest`` keeps what this call wrote, so a key repeated in one call compares with its own write.
 GUARDED_SET = """
 local ttl = tonumber(ARGV[1])
+local n = #KEYS
+local call, sub = redis.call, string.sub
+local stored = {}
+for first = 1, n, 1000 do
+  local values = call('MGET', unpack(KEYS, first, math.min(first + 999, n)))
+  for j = 1, #values do stored[first + j - 1] = values[j] end
+end
+local latest = {}
 local written = 0
-for i, key in ipairs(KEYS) do
-  local new = ARGV[i + 1]
-  local old = redis.call('GETRANGE', key, 0, %d)
-  if old == '' or old <= string.sub(new, 1, %d) then
-    if ttl > 0 then redis.call('SET', key, new, 'EX', ttl) else redis.call('SET', key, new) end
+for i = 1, n do
+  local key, new = KEYS[i], ARGV[i + 1]
+  local old = latest[key]
+  if old == nil then old = stored[i] end
+  if not old or sub(old, 1, %d) <= sub(new, 1, %d) then
+    if ttl > 0 then call('SET', key, new, 'EX', ttl) else call('SET', key, new) end
+    latest[key] = new
     written = written + 1
   end
 end
 return written
-""" % (HEADER_BYTES - 1, HEADER_BYTES)
+""" % (HEADER_BYTES, HEADER_BYTES)
 
 TLS_SCHEMES = ("valkeys", "rediss")
 SCHEMES = ("valkey", "redis", *TLS_SCHEMES, "unix")
@@ -119,6 +134,8 @@ class OnlineStore:
         self.address = address
         self._script = client.register_script(GUARDED_SET)
         self._script_loaded = False  # cluster mode: loaded on every primary before the first pipelined write
+        self._msetnx = True  # False once the server's ACL refused MSETNX (writes then all go through the script)
+        self._watch = True  # False once it refused WATCH/MULTI/EXEC/MSET (updates then go through the script)
 
     @classmethod
     def connect(cls, config: OnlineStoreConfig, embedded_root: str | None = None) -> OnlineStore:
@@ -160,14 +177,20 @@ class OnlineStore:
     # --- writes ---------------------------------------------------------------------------------------------
 
     def write(
-        self, layout: OnlineLayout, table: pa.Table, instants: str | Sequence[str], ttl_seconds: int | None = None
+        self, layout: OnlineLayout, table: pa.Table, instants: str | Sequence[str] | pa.Array | pa.ChunkedArray,
+        ttl_seconds: int | None = None, *, unique_keys: bool | None = None,
     ) -> int:
-        """Writes the rows (one per key; see module doc for the guard). Returns how many keys were written."""
+        """Writes the rows (see module doc for the guard). Returns how many keys were written.
+
+        ``unique_keys``: the caller knows whether the rows' keys are unique (None: checked here); a write of unique
+        keys without TTL takes the MSETNX fast path for keys that do not exist yet (see :mod:`.pipeline`).
+        """
         if table.num_rows == 0:
             return 0
-        keys = layout.encode_keys(table)
-        values = layout.encode_values(table, instants)
-        return self.write_encoded(keys, values, ttl_seconds)
+        if self.config.cluster:
+            return self.write_encoded(layout.encode_keys(table), layout.encode_values(table, instants), ttl_seconds)
+        rows = layout.encode_rows(table, instants)  # (vectorized; errors before anything is sent)
+        return self._write_rows(rows, _ttl(ttl_seconds), unique_keys)
 
     def write_encoded(self, keys: list[bytes], values: list[bytes], ttl_seconds: int | None = None) -> int:
         """Guarded writes of encoded keys and values (each value starts with the 37-byte header)."""
@@ -175,16 +198,47 @@ class OnlineStore:
             raise ValueError(f"{len(keys)} keys but {len(values)} values")
         if not keys:
             return 0
-        ttl = int(ttl_seconds or 0)
-        if ttl < 0:
-            raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds}")
+        ttl = _ttl(ttl_seconds)
         if self.config.cluster:
             return self._write_cluster(keys, values, ttl)
-        size = self.config.batch_size
-        pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(keys), size):
-            self._script(keys=keys[start : start + size], args=[ttl, *values[start : start + size]], client=pipe)
-        return sum(self._call("write", pipe.execute))
+        value_array = pa.array(values, BINARY)
+        rows = EncodedRows(pa.array(keys, BINARY), (value_array,), np.diff(_offsets(value_array)))
+        return self._write_rows(rows, ttl)
+
+    def _write_rows(self, rows: EncodedRows, ttl: int, unique_keys: bool | None = None) -> int:
+        """Standalone server: pre-packed batches streamed over one connection (see :mod:`.pipeline`)."""
+        from fs_dagster.core.online import pipeline
+
+        if unique_keys is None:
+            unique_keys = len(pc.unique(rows.keys)) == len(rows)
+        plain = unique_keys and ttl == 0
+        written, msetnx_refused, watch_refused = self._call(
+            "write", self._on_connection, pipeline.guarded_write, rows, ttl, self.config.batch_size,
+            self._script.sha, GUARDED_SET, unique_keys, plain and self._msetnx, plain and self._watch,
+        )
+        if msetnx_refused:
+            self._msetnx = False
+        if watch_refused:
+            self._watch = False
+        return written
+
+    def _on_connection(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(connection, *args)`` on a pooled connection, retried as valkey-py retries a command; a failed
+        connection is dropped (it may be mid-reply)."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection("EVALSHA")
+        try:
+            def fail(error: Exception) -> None:
+                connection.disconnect()
+                if not isinstance(error, tuple(connection.retry_on_error or ())):
+                    raise error
+
+            return connection.retry.call_with_retry(lambda: fn(connection, *args), fail)
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def _write_cluster(self, keys: list[bytes], values: list[bytes], ttl: int) -> int:
         """One script call per hash slot (a script may only touch keys of one slot), pipelined per node."""
@@ -256,7 +310,9 @@ class OnlineStore:
             return []
         if self.config.cluster:
             return self._call("read", self.client.mget_nonatomic, list(keys))
-        return self._call("read", self.client.mget, keys)
+        from fs_dagster.core.online import pipeline
+
+        return self._call("read", self._on_connection, pipeline.mget, keys)
 
     def get(self, layout: OnlineLayout, entities: Iterable[Sequence[Any]]) -> list[tuple | None]:
         keys = [layout.key_for(e) for e in entities]
@@ -408,6 +464,13 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def _ttl(ttl_seconds: int | None) -> int:
+    ttl = int(ttl_seconds or 0)
+    if ttl < 0:
+        raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds}")
+    return ttl
 
 
 def _close_quietly(client: Any) -> None:

@@ -64,6 +64,16 @@ def latest_per_key(rows: pa.Table, spec: FeatureGroupSpec) -> pa.Table:
     return rows.filter(keep)
 
 
+def _unique_keys(rows: pa.Table, layout: OnlineLayout) -> bool:
+    """True if every row has its own key (the common case: then :func:`latest_per_key` has nothing to drop and
+    its sort is skipped). Rows with null keys take the sort (which drops them)."""
+    if rows.num_rows < 2:
+        return True
+    if any(rows[c].null_count for c in layout.key_columns):
+        return False
+    return len(pc.unique(layout.key_array(rows))) == rows.num_rows  # (unique: half the time of count_distinct)
+
+
 def sync_feature_group(
     spec: FeatureGroupSpec,
     reader: HudiTableReader,
@@ -92,9 +102,11 @@ def sync_feature_group(
             deleted = online.delete(sorted(gone_keys))
     else:
         rows = reader.read(columns=[COMMIT_TIME, *data_columns], with_meta=False)
-    rows = latest_per_key(rows, spec)
-    written = online.write(layout, rows.drop_columns([COMMIT_TIME]), rows[COMMIT_TIME].to_pylist(),
-                           spec.online_ttl_seconds)
+    unique = _unique_keys(rows, layout)
+    if not unique:
+        rows = latest_per_key(rows, spec)
+    written = online.write(layout, rows.drop_columns([COMMIT_TIME]), rows[COMMIT_TIME], spec.online_ttl_seconds,
+                           unique_keys=unique or None)
     online.set_marker(layout.sync_marker_key, latest)
     return OnlineSyncResult(
         from_instant=marker if incremental else None,
