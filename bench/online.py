@@ -152,7 +152,8 @@ class Setup:
             for record in frame.to_dict("records"):
                 key = layout.key_for([record[c] for c in layout.key_columns])
                 if key in wanted:
-                    mapping = {f: ("" if record[f] is None or record[f] != record[f] else str(record[f])) for f in fields}
+                    mapping = {f: "" if record[f] is None or record[f] != record[f] else str(record[f])
+                               for f in fields}
                     pipe.hset(b"naive:" + key, mapping=mapping)
         pipe.execute()
 

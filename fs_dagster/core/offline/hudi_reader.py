@@ -91,7 +91,8 @@ def _timeline_key(base_path: Path) -> tuple[Any, ...] | None:
     try:
         names = sorted(os.listdir(hoodie))
         v8 = sorted(os.listdir(hoodie / "timeline")) if "timeline" in names else []
-        newest = [hoodie / n for n in names[-1:] if n[:17].isdigit()] + [hoodie / "timeline" / n for n in v8[-1:]]
+        newest = [hoodie / n for n in [n for n in names if n[:17].isdigit()][-1:]]
+        newest += [hoodie / "timeline" / n for n in [n for n in v8 if n[:17].isdigit()][-1:]]
         stats = [os.stat(path) for path in [hoodie / PROPERTIES_FILE, *newest]]
     except OSError:
         return None

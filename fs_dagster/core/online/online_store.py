@@ -3,7 +3,9 @@
 Writes go through a server-side Lua script that compares the stored value's header (event time, then commit
 instant) with the new one and writes only if the new one is not older, so a backfill of old partitions never
 overwrites newer values, and of two rows with equal event times the later commit wins. Batches are pipelined
-(in a cluster: one script call per hash slot, pipelined per node).
+(in a cluster: one script call per hash slot, pipelined per node). On a standalone server, writes are packed into
+RESP by Arrow kernels and new or existing unique keys skip the script (``MSETNX``, or WATCH/MULTI/EXEC with the
+headers compared client side; same outcome, a third of the server's work): see :mod:`.pipeline`.
 
 Errors: every failure to reach or use the server is raised as a :class:`FeatureStoreError` naming the address:
 :class:`OnlineStoreUnavailable` (refused, timed out, TLS handshake failed, server loading/out of memory/read-only),
@@ -433,7 +435,7 @@ def _translate(exc: BaseException, address: str, what: str, config: OnlineStoreC
             f"online store at {address}: permission denied by the server's ACL for {user} during {what} "
             f"({message}); the user needs the key pattern of key_prefix {config.key_prefix!r}* and the commands "
             "ping, get, set, getrange, mget, del, evalsha, script|load, script|exists, scan (and select for a database "
-            "other than 0)"
+            "other than 0; msetnx, mset, watch, multi, exec and unwatch make writes faster)"
         )
     cert_error = _find(exc, ssl.SSLCertVerificationError)
     if cert_error is not None or "CERTIFICATE_VERIFY_FAILED" in message:

@@ -1,15 +1,19 @@
 """Pre-packed, pipelined RESP for the online store's bulk paths on a standalone server (writes and MGET).
 
 valkey-py packs every argument of a command in Python (about a microsecond each; a write batch of 1,000 keys has
-2,000). Here the RESP text of all rows comes out of a few Arrow string kernels (``$<len>\\r\\n<key>\\r\\n`` ...),
-each command is a slice of one buffer, and batches stream over one pooled connection: the server executes a chunk
-while the next one is framed. Replies are read with valkey-py's parser, errors arrive as its exception types.
+2,000). Here the RESP text of all rows comes out of a few Arrow string kernels (``$<len>\r\n<key>\r\n`` ...),
+each command is a slice of one buffer, and batches stream over one pooled connection (a thread feeds the socket
+while the next chunk is framed). Replies are read with valkey-py's parser, errors arrive as its exception types.
 
-Guarded writes: when the keys of a write are unique and no TTL is asked for, a batch is first offered to ``MSETNX``
-(sets every key only if none exists, atomically): on an empty or new key range that is the guard's own outcome at
-the cost of a plain ``MSET``. A batch refused by ``MSETNX`` (some key exists) goes to the guarded-set script, which
-compares headers. Every key is written by exactly one atomic command, so the outcome is the guard's. Whether keys
-exist is probed on the first batch, so an update of existing keys goes straight to the script.
+Guarded writes take one of three routes; each key is written by exactly one atomic command, so the outcome is
+the guard's (a value is written only if its header is >= the stored one):
+
+* unique keys, no TTL, keys not there yet (probed on the first batch): ``MSETNX`` per batch, which sets every key
+  only if none exists, i.e. what the guard does on absent keys, at the cost of a plain ``MSET``; a batch it
+  refuses (some key exists) goes to the script;
+* unique keys, no TTL, keys that exist: optimistic transactions (:func:`watched_write`): WATCH + MGET, headers
+  compared here, MULTI + MSET of the newer ones + EXEC (undone by the server if a key changed meanwhile; retried);
+* anything else (repeated keys, TTL, an ACL without those commands): the guarded-set Lua script, in order.
 """
 
 from __future__ import annotations
