@@ -242,7 +242,8 @@ class Bench:
         if cold:
             forget = getattr(hudi_reader, "_PLANS", {}).clear  # the reader's cache of hudi-rs plans
             cases["cold"] = Case(lambda _: reader.read(columns), setup=forget)
-        t = interleaved(cases, self.repeat, rotate=True)
+        # a read takes 10-200 ms: three times the repetitions, so that scheduler noise on a shared machine averages out
+        t = interleaved(cases, 3 * self.repeat, rotate=True)
         con.close()
         ours, base = t["ours"].result, t["base"].result
         assert ours.num_rows == base.num_rows and ours.column_names == base.column_names, (ours.schema, base.schema)
@@ -331,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Machine: {machine_info()}; pyarrow {pa.__version__}, duckdb {duckdb.__version__}; "
               f"load average at start {load_at_start}, at end {load_average()}\n")
         print("Ratio = our throughput / baseline throughput (higher is better). Operation and baseline alternate "
-              "within each repetition; each figure is the best repetition.\n")
+              f"within each repetition; each figure is the best of {args.repeat} repetitions "
+              f"({3 * args.repeat} for snapshot reads).\n")
         print(bench.out.render())
         print()
         print(bench.extra.render())
