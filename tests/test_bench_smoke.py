@@ -16,17 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "offline.py"
 
 
-@pytest.mark.timeout(300)
-def test_offline_benchmark_quick_prints_the_table() -> None:
+def _run_quick(script: Path) -> str:
+    """Runs a benchmark script with --quick and returns what it printed (fails on a non-zero exit)."""
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=290,
+        [sys.executable, str(script), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=290
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    out = proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_offline_benchmark_quick_prints_the_table() -> None:
+    out = _run_quick(SCRIPT)
     assert "| operation | fs-dagster | baseline | ratio | goal | met |" in out
     assert "cores" in out  # machine info
     for label in (
@@ -52,15 +53,7 @@ ONLINE_SCRIPT = ROOT / "bench" / "online.py"
 
 @pytest.mark.timeout(300)
 def test_online_benchmark_quick_prints_the_tables() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ONLINE_SCRIPT), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=290,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    out = proc.stdout
+    out = _run_quick(ONLINE_SCRIPT)
     assert "| lookup | fs-dagster p50 / p99 ms | raw MGET p50 / p99 ms | raw HMGET (hashes) p50 / p99 ms |" in out
     assert "| operation | fs-dagster | raw MSET pipeline (valkey-py) | raw pre-packed RESP |" in out
     assert "cores" in out and "Valkey" in out
