@@ -320,3 +320,41 @@ def test_column_wise_vectors_equal_the_per_entry_path(tmp_path) -> None:
             view.get_feature_vectors([entries[0], {"origin": "JFK", "hour": T}])
     finally:
         EmbeddedValkey(fs.root).stop()
+
+
+def test_chunked_encoding_refuses_bad_rows_before_anything_is_sent(server, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 4)  # rows are encoded chunk by chunk while earlier ones are sent
+    store = _store(server, batch_size=2)
+    try:
+        store.client.flushdb()
+        layout = _layout(SCHEMA)
+        good = _table([(f"k{i}", 0, i) for i in range(20)])
+        bad_time = good.set_column(1, "ts", pa.array([T] * 19 + [None], SCHEMA.field("ts").type))
+        with pytest.raises(InvalidDataError, match="event time column 'ts' has 1 null"):
+            store.write(layout, bad_time, I1)
+        bad_key = good.set_column(0, "k", pa.array([f"k{i}" for i in range(19)] + [None]))
+        with pytest.raises(InvalidDataError, match="key column 'k' has 1 null"):
+            store.write(layout, bad_key, I1)
+        with pytest.raises(InvalidDataError, match="not a 17-digit Hudi instant"):
+            store.write(layout, good, pa.array([I1] * 19 + ["2024"]))
+        assert store.client.dbsize() == 0  # nothing half-written
+        assert store.write(layout, good, pa.array([I1] * 20)) == 20
+        assert store.mget(layout.encode_keys(good)) == layout.encode_values(good, I1)
+    finally:
+        store.close()
+
+
+def test_vectors_of_wide_groups_decode_in_one_call(tmp_path) -> None:
+    """A group with 16+ values has a 3-byte MessagePack array header; the one-call decoder cuts it off too."""
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        wide = fs.get_or_create_feature_group("wide", primary_key=["id"], online_enabled=True)
+        wide.insert(pd.DataFrame({"id": [1, 2], **{f"f{i}": [i, -i] for i in range(17)}}))
+        narrow = fs.get_or_create_feature_group("narrow", primary_key=["id"], online_enabled=True)
+        narrow.insert(pd.DataFrame({"id": [1, 2], "name": ["a", "b"], "when": [T, T]}))
+        view = fs.get_or_create_feature_view("v", 1, wide.select_all().join(narrow.select_all(), on=["id"]))
+        vectors = view.get_feature_vectors([{"id": 2}, {"id": 1}])
+        assert vectors == [[-i for i in range(17)] + ["b", T], list(range(17)) + ["a", T]]
+        assert vectors == view.get_feature_vectors([{"id": 2}, {"id": 1}], passed_features=[{"x": 0}] * 2)
+    finally:
+        EmbeddedValkey(fs.root).stop()

@@ -57,6 +57,25 @@ def test_wiped_online_store_is_fully_resynced(fs) -> None:
     assert [r["value"] for r in fg.get_online([("a",), ("b",)])] == [1.0, 2.0]
 
 
+def test_online_store_refusing_writes_keeps_offline_commit_and_next_sync_repairs(fs) -> None:
+    """A reachable server that refuses the writes (here: out of memory) fails the sync, not the commit."""
+    fg = _sensors(fs)
+    fg.insert(_rows(("a", "x", T, 1.0)))
+    client = fs.online_store.client
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(used + 64 * 1024))
+    try:
+        many = pd.concat([_rows((f"s{i}", "x", T, float(i))) for i in range(3000)], ignore_index=True)
+        with pytest.raises(OnlineSyncError, match="offline commit .* is kept") as caught:
+            fg.insert(many)
+        assert fg.latest_commit() == caught.value.instant and fg.count() == 3001
+    finally:
+        client.config_set("maxmemory", "0")
+    assert fg.sync_online().keys_written >= 1
+    assert fg.get_online([("s2999",)])[0]["value"] == 2999.0
+
+
 def test_unavailable_online_store_keeps_offline_commit_and_next_sync_repairs(tmp_path) -> None:
     root = tmp_path / "store"
     server = EmbeddedValkey(root).ensure_running()

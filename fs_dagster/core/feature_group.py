@@ -18,7 +18,7 @@ from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE,
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
 from fs_dagster.core.offline.hudi_schema import to_arrow
 from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
-from fs_dagster.core.online.online_store import OnlineStoreUnavailable
+from fs_dagster.core.online.online_store import OnlineStoreError
 from fs_dagster.core.online.sync import OnlineSyncResult, online_layout, sync_feature_group
 from fs_dagster.core.registry import CommitRecord
 from fs_dagster.core.specs import FeatureGroupSpec
@@ -190,7 +190,7 @@ class FeatureGroup:
         if self.spec.online_enabled and sync_online:
             try:
                 self.sync_online()
-            except OnlineStoreUnavailable as error:
+            except OnlineStoreError as error:  # unreachable, refused (auth, ACL, out of memory): the commit stays
                 raise OnlineSyncError(
                     f"feature group {self.spec.key}: offline commit {result.instant} is kept, but {error}; "
                     "the next write or sync_online() brings the online store up to date",
@@ -202,6 +202,7 @@ class FeatureGroup:
 
         Raises:
             OnlineStoreUnavailable: naming the Valkey address; nothing is lost, the next sync catches up.
+            OnlineStoreError: the server refused a command (ACL, out of memory); also nothing lost.
         """
         if not self.spec.online_enabled:
             raise InvalidDataError(f"feature group {self.spec.key} is not online-enabled")

@@ -89,12 +89,15 @@ class OnlineLayout:
         return self.encode_rows(table, instants, keys=False).values().to_pylist()
 
     def encode_rows(
-        self, table: pa.Table, instants: str | Sequence[str] | pa.Array | pa.ChunkedArray, keys: bool = True
+        self, table: pa.Table, instants: str | Sequence[str] | pa.Array | pa.ChunkedArray, keys: bool = True,
+        key_array: pa.Array | None = None,
     ) -> EncodedRows:
-        """Keys (unless ``keys=False``) and values of every row, vectorized: each value column is packed in one go
-        into exactly the bytes MessagePack gives row by row (:meth:`encode_values_rowwise`, still used for column
-        types without a vectorized packer). Raises InvalidDataError as the row-wise encoder does."""
-        key_array = self.key_array(table) if keys else None
+        """Keys (unless ``keys=False``; ``key_array`` if already built) and values of every row, vectorized: each
+        value column is packed in one go into exactly the bytes MessagePack gives row by row
+        (:meth:`encode_values_rowwise`, still used for column types without a vectorized packer). Raises
+        InvalidDataError as the row-wise encoder does."""
+        if key_array is None and keys:
+            key_array = self.key_array(table)
         n = table.num_rows
         vectorized = self._vectorized_value_parts(table, instants)
         if vectorized is None:
@@ -185,6 +188,8 @@ class OnlineLayout:
         prefix = self.prefix
         if len(texts) == 1:
             return [(prefix + text).encode() for text in texts[0]]
+        if len(texts) == 2:  # the common composite key: one format call per key instead of a join
+            return [f"{prefix}{a}\x1f{b}".encode() for a, b in zip(*texts)]
         return [(prefix + KEY_SEPARATOR.join(parts)).encode() for parts in zip(*texts)]
 
     def value_converters(self) -> list[Any]:
@@ -229,6 +234,21 @@ def decode_present(raw: Sequence[bytes]) -> tuple[tuple, ...]:
     dates (see :meth:`OnlineLayout.value_converters`)."""
     blob = b"\xdd" + len(raw).to_bytes(4, "big") + b"".join([v[HEADER_BYTES:] for v in raw])
     return msgpack.unpackb(blob, use_list=False)
+
+
+def decode_vectors(raw: Sequence[bytes], n: int, layouts: Sequence[OnlineLayout]) -> list[list[Any]]:
+    """Per entity, the values of every layout in turn as one list, from ``raw`` = layout 0's ``n`` stored values,
+    then layout 1's, ... (none missing); timestamps and dates stay numbers, as in :func:`decode_present`.
+
+    One C call builds the lists: each value's header and array header are cut off (the array header has one
+    length per layout, as the layout fixes the number of values), and every entity's payloads are put after one
+    array header for all of their values, so MessagePack itself returns the concatenated rows."""
+    count = len(layouts)
+    parts: list[bytes] = [_array_header(sum(len(layout.value_columns) for layout in layouts))] * (n * (count + 1))
+    for g, layout in enumerate(layouts):
+        skip = HEADER_BYTES + len(_array_header(len(layout.value_columns)))
+        parts[g + 1 :: count + 1] = [value[skip:] for value in raw[g * n : (g + 1) * n]]
+    return msgpack.unpackb(b"\xdd" + n.to_bytes(4, "big") + b"".join(parts), use_list=True)
 
 
 def header_of(value: bytes) -> tuple[int, str]:
@@ -387,6 +407,48 @@ class EncodedRows:
         parts = tuple(p.slice(start, stop - start) if isinstance(p, pa.Array) else p for p in self.value_parts)
         keys = None if self.keys is None else self.keys.slice(start, stop - start)
         return EncodedRows(keys, parts, self.value_lengths[start:stop], self.header_parts)
+
+
+class ChunkedEncoding:
+    """Rows that are encoded chunk by chunk, when the write pipeline slices them (same interface as
+    :class:`EncodedRows` for it: ``len``, ``keys``, ``slice``), so encoding a chunk overlaps with the server
+    storing the previous one instead of all encoding happening before the first byte is sent.
+
+    Everything that can refuse the rows is checked up front, so a refused write sends nothing: the keys are built
+    for all rows (null keys), the event time and commit instants are validated, and the first chunk is encoded
+    eagerly (column types without a vectorized packer fall back to the row-wise encoder there, as later chunks
+    would; that encoder depends on column types only, not on values).
+    """
+
+    def __init__(self, layout: OnlineLayout, table: pa.Table, instants: str | Sequence[str] | pa.Array | pa.ChunkedArray,
+                 first_chunk: int, key_array: pa.Array | None = None) -> None:
+        self.layout = layout
+        self.table = table
+        self.keys = key_array if key_array is not None else layout.key_array(table)
+        if not isinstance(instants, str):
+            instants = instants if isinstance(instants, (pa.Array, pa.ChunkedArray)) else pa.array(instants, pa.string())
+            if len(instants) != table.num_rows:
+                raise InvalidDataError(f"{len(instants)} commit instants for {table.num_rows} rows")
+            for instant in pc.unique(instants).to_pylist():
+                _instant_bytes(instant if instant is not None else "null")
+        self.instants = instants
+        if layout.event_time and table[layout.event_time].null_count:
+            layout._event_micros(table)  # raises, naming the column
+        self._first = (first_chunk, self._encode(0, min(first_chunk, table.num_rows)))
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def _encode(self, start: int, stop: int) -> EncodedRows:
+        instants = self.instants if isinstance(self.instants, str) else self.instants.slice(start, stop - start)
+        return self.layout.encode_rows(self.table.slice(start, stop - start), instants,
+                                       key_array=self.keys.slice(start, stop - start))
+
+    def slice(self, start: int, stop: int) -> EncodedRows:
+        size, first = self._first
+        if stop <= size:
+            return first.slice(start, stop)
+        return self._encode(start, stop)
 
 
 def _single(column: pa.Array | pa.ChunkedArray) -> pa.Array:

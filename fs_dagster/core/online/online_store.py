@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fs_dagster.core.errors import FeatureStoreError
-from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, EncodedRows, OnlineLayout, _offsets
+from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, ChunkedEncoding, EncodedRows, OnlineLayout, _offsets
 
 # KEYS[i] gets ARGV[i + 1] if its header is >= the stored value's (or nothing is stored); ARGV[1] is the TTL.
 # The stored values are read with one MGET per 1,000 keys (not one GETRANGE call per key: a call from Lua costs
@@ -180,18 +180,26 @@ class OnlineStore:
 
     def write(
         self, layout: OnlineLayout, table: pa.Table, instants: str | Sequence[str] | pa.Array | pa.ChunkedArray,
-        ttl_seconds: int | None = None, *, unique_keys: bool | None = None,
+        ttl_seconds: int | None = None, *, unique_keys: bool | None = None, key_array: pa.Array | None = None,
     ) -> int:
         """Writes the rows (see module doc for the guard). Returns how many keys were written.
 
         ``unique_keys``: the caller knows whether the rows' keys are unique (None: checked here); a write of unique
         keys without TTL takes the MSETNX fast path for keys that do not exist yet (see :mod:`.pipeline`).
+        ``key_array``: the rows' keys if the caller built them already (:meth:`OnlineLayout.key_array`).
         """
         if table.num_rows == 0:
             return 0
         if self.config.cluster:
             return self.write_encoded(layout.encode_keys(table), layout.encode_values(table, instants), ttl_seconds)
-        rows = layout.encode_rows(table, instants)  # (vectorized; errors before anything is sent)
+        from fs_dagster.core.online import pipeline
+
+        # vectorized; anything that refuses the rows does so before a byte is sent
+        if table.num_rows > pipeline.CHUNK_ROWS:  # big writes: chunks are encoded while earlier ones are stored
+            rows: Any = ChunkedEncoding(layout, table, instants, pipeline.chunk_rows(self.config.batch_size),
+                                        key_array)
+        else:
+            rows = layout.encode_rows(table, instants, key_array=key_array)
         return self._write_rows(rows, _ttl(ttl_seconds), unique_keys)
 
     def write_encoded(self, keys: list[bytes], values: list[bytes], ttl_seconds: int | None = None) -> int:
@@ -207,7 +215,7 @@ class OnlineStore:
         rows = EncodedRows(pa.array(keys, BINARY), (value_array,), np.diff(_offsets(value_array)))
         return self._write_rows(rows, ttl)
 
-    def _write_rows(self, rows: EncodedRows, ttl: int, unique_keys: bool | None = None) -> int:
+    def _write_rows(self, rows: EncodedRows | ChunkedEncoding, ttl: int, unique_keys: bool | None = None) -> int:
         """Standalone server: pre-packed batches streamed over one connection (see :mod:`.pipeline`)."""
         from fs_dagster.core.online import pipeline
 

@@ -26,15 +26,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, EncodedRows
+from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, ChunkedEncoding, EncodedRows
 
 CHUNK_BYTES = 1 << 20  # socket writes of about this size
 CHUNK_ROWS = 32768  # rows framed at once (rounded to whole batches): the server works while the next is framed
+# payloads queued for the sender thread: more than a chunk's worth, so the next chunk is encoded and framed while
+# the server still stores this one (bounded memory: ~8 MiB)
+MAX_QUEUED_PAYLOADS = 8
 BACKGROUND_SEND = True  # writes of more than one chunk: a thread feeds the socket while the next chunk is framed
 _DOLLAR = pa.scalar(b"$", BINARY)
 _CRLF = pa.scalar(b"\r\n", BINARY)
 _CRLF_DOLLAR = pa.scalar(b"\r\n$", BINARY)
 _EMPTY = pa.scalar(b"", BINARY)
+
+
+def chunk_rows(batch_size: int) -> int:
+    """Rows framed (and, for big writes, encoded) at once: whole batches, about :data:`CHUNK_ROWS`."""
+    return max(batch_size, CHUNK_ROWS // batch_size * batch_size)
 
 
 def _offsets(array: pa.Array) -> np.ndarray:
@@ -107,7 +115,7 @@ class _Stream:
             if self.sender is None:
                 self.connection.send_packed_command([payload], check_health=False)
                 return
-            while len(self.inflight) >= 2:  # (bounded: at most two payloads waiting for the socket)
+            while len(self.inflight) >= MAX_QUEUED_PAYLOADS:
                 self.inflight.popleft()[1].result()
             self.inflight.append((first, self.sender.submit(self.connection.send_packed_command, [payload], False)))
 
@@ -164,7 +172,7 @@ def _compare(reply: list[bytes | None], headers: np.ndarray) -> np.ndarray:
     return stored <= headers
 
 
-def watched_write(connection: Any, rows: EncodedRows, batch_size: int, start: int
+def watched_write(connection: Any, rows: EncodedRows | ChunkedEncoding, batch_size: int, start: int
                   ) -> tuple[int, list[tuple[int, int]], int, bool]:
     """Guarded writes of unique keys as optimistic transactions, no script: per batch, WATCH and MGET its keys,
     compare the headers here, then MULTI, MSET of the newer values, EXEC (which does nothing if a watched key
@@ -223,10 +231,10 @@ def watched_write(connection: Any, rows: EncodedRows, batch_size: int, start: in
 
     pending: tuple[int, int, int] | None = None
     position = start
-    chunk_rows = max(batch_size, CHUNK_ROWS // batch_size * batch_size)
+    step = chunk_rows(batch_size)
     try:
-        for chunk_start in range(start, n, chunk_rows):
-            chunk = rows.slice(chunk_start, min(n, chunk_start + chunk_rows))
+        for chunk_start in range(start, n, step):
+            chunk = rows.slice(chunk_start, min(n, chunk_start + step))
             keys, pairs, headers = frame_keys(chunk), frame_pairs(chunk), chunk.headers()
             for a in range(0, len(chunk), batch_size):
                 b = min(len(chunk), a + batch_size)
@@ -264,7 +272,7 @@ def watched_write(connection: Any, rows: EncodedRows, batch_size: int, start: in
 
 
 def guarded_write(
-    connection: Any, rows: EncodedRows, ttl: int, batch_size: int, sha: str, source: str, unique: bool,
+    connection: Any, rows: EncodedRows | ChunkedEncoding, ttl: int, batch_size: int, sha: str, source: str, unique: bool,
     try_msetnx: bool, try_watch: bool = False,
 ) -> tuple[int, bool, bool]:
     """Writes ``rows`` through the guard over ``connection``; returns (keys written, MSETNX refused by the ACL,
@@ -286,7 +294,7 @@ def guarded_write(
 
 
 def _guarded_write(
-    stream: _Stream, connection: Any, rows: EncodedRows, ttl: int, batch_size: int, sha: str, source: str,
+    stream: _Stream, connection: Any, rows: EncodedRows | ChunkedEncoding, ttl: int, batch_size: int, sha: str, source: str,
     unique: bool, try_msetnx: bool, try_watch: bool,
 ) -> tuple[int, bool, bool]:
     from valkey.exceptions import NoPermissionError, NoScriptError
@@ -371,9 +379,9 @@ def _guarded_write(
         state["written"] += written
         for a, b in to_script:
             send_script(rows, a, b)
-    chunk_rows = max(batch_size, CHUNK_ROWS // batch_size * batch_size)
-    for chunk_start in range(start, n, chunk_rows):
-        chunk = rows.slice(chunk_start, min(n, chunk_start + chunk_rows))
+    step = chunk_rows(batch_size)
+    for chunk_start in range(start, n, step):
+        chunk = rows.slice(chunk_start, min(n, chunk_start + step))
         first_command = stream.sent
         if state["msetnx"]:
             pairs = frame_pairs(chunk)
@@ -390,18 +398,18 @@ def _guarded_write(
     return state["written"], state["refused"], watch_refused
 
 
+_BULK_HEADS = [b"$%d" % size for size in range(1024)]  # RESP bulk-string heads of keys up to 1 KiB
+
+
 def mget(connection: Any, keys: Sequence[bytes]) -> list[bytes | None]:
     """MGET of ``keys``, packed in one join (valkey-py packs each of them in Python)."""
-    heads: dict[int, bytes] = {}  # "$<length>" by key length (keys of a layout have a few lengths)
-    parts = [b"*%d\r\n$4\r\nMGET" % (len(keys) + 1)]
-    append = parts.append
-    for key in keys:
-        size = len(key)
-        head = heads.get(size)
-        if head is None:
-            head = heads[size] = b"$%d" % size
-        append(head)
-        append(key)
-    parts.append(b"")
+    n = len(keys)
+    parts: list[bytes] = [b""] * (2 * n + 2)
+    parts[0] = b"*%d\r\n$4\r\nMGET" % (n + 1)
+    parts[2::2] = keys
+    try:
+        parts[1:-1:2] = [_BULK_HEADS[size] for size in map(len, keys)]
+    except IndexError:  # a key longer than the table: its head is made for it
+        parts[1:-1:2] = [b"$%d" % size for size in map(len, keys)]
     connection.send_packed_command([b"\r\n".join(parts)], check_health=False)
     return connection.read_response(disable_decoding=True)

@@ -64,14 +64,16 @@ def latest_per_key(rows: pa.Table, spec: FeatureGroupSpec) -> pa.Table:
     return rows.filter(keep)
 
 
-def _unique_keys(rows: pa.Table, layout: OnlineLayout) -> bool:
-    """True if every row has its own key (the common case: then :func:`latest_per_key` has nothing to drop and
-    its sort is skipped). Rows with null keys take the sort (which drops them)."""
-    if rows.num_rows < 2:
-        return True
+def _unique_keys(rows: pa.Table, layout: OnlineLayout) -> pa.Array | None:
+    """The rows' keys if every row has its own key (the common case: then :func:`latest_per_key` has nothing to
+    drop and its sort is skipped, and the write reuses the keys), else None. Rows with null keys take the sort
+    (which drops them)."""
     if any(rows[c].null_count for c in layout.key_columns):
-        return False
-    return len(pc.unique(layout.key_array(rows))) == rows.num_rows  # (unique: half the time of count_distinct)
+        return None
+    keys = layout.key_array(rows)
+    if rows.num_rows < 2 or len(pc.unique(keys)) == rows.num_rows:  # (unique: half the time of count_distinct)
+        return keys
+    return None
 
 
 def sync_feature_group(
@@ -102,11 +104,11 @@ def sync_feature_group(
             deleted = online.delete(sorted(gone_keys))
     else:
         rows = reader.read(columns=[COMMIT_TIME, *data_columns], with_meta=False)
-    unique = _unique_keys(rows, layout)
-    if not unique:
+    keys = _unique_keys(rows, layout)
+    if keys is None:
         rows = latest_per_key(rows, spec)
     written = online.write(layout, rows.drop_columns([COMMIT_TIME]), rows[COMMIT_TIME], spec.online_ttl_seconds,
-                           unique_keys=unique or None)
+                           unique_keys=True, key_array=keys)  # (unique now)
     online.set_marker(layout.sync_marker_key, latest)
     return OnlineSyncResult(
         from_instant=marker if incremental else None,
