@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         env, "asset", "materialize", "-m", "assets.definitions", "--select", MONTHLY_ASSETS,
         "--partition-range", args.partition_range,
     )
-    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", "flight_delays")
+    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select",
+             "flight_delays,flight_delays_training_data")
     _report()
     print(f"\nExplore it in the UI: DAGSTER_HOME={home / 'dagster_home'} FS_DAGSTER_ROOT={home / 'store'} "
           ".venv/bin/dagster dev -w workspace.yaml")
@@ -82,6 +83,7 @@ def _report() -> None:
     if temp:
         print(f"\nweather_hourly.temp statistics: mean {temp.get('mean'):.1f} F, min {temp.get('min')}, "
               f"max {temp.get('max')}, nulls {temp.get('nulls')}")
+    _training_example(store)
     _serve_example(store)
     print("\nsearch('delay'):")
     for hit in store.search("delay")[:8]:
@@ -89,8 +91,31 @@ def _report() -> None:
         print(f"  {hit.kind:<14} {target:<40} matched in {', '.join(hit.matched_in)}")
 
 
+def _training_example(store) -> None:
+    """The training dataset the Dagster asset built: splits, pinned commits, and a rebuild that proves the hash."""
+    import time
+    from datetime import datetime, timezone
+
+    from assets.feature_views import FLIGHT_DELAY_VIEW
+
+    view = store.get_feature_view(FLIGHT_DELAY_VIEW)
+    td = view.get_training_dataset()
+    print(f"\ntraining dataset {FLIGHT_DELAY_VIEW} v{view.version} / v{td.version}: rows {td.row_counts}, "
+          f"content hash {td.content_hash[:16]}...")
+    for group, instant in td.pinned_commits.items():
+        print(f"  pinned {group:<22} at commit {instant}")
+    started = time.perf_counter()
+    td.recreate()
+    print(f"  recreate(): rebuilt from the pinned commits in {time.perf_counter() - started:.1f} s, same hash")
+    x_train, x_test, y_train, y_test = td.train_test_split()
+    print(f"  X_train {x_train.shape}, X_test {x_test.shape}, label share {float(y_train.mean().iloc[0]):.3f}")
+    batch = view.get_batch_data(datetime(2013, 7, 1, tzinfo=timezone.utc), datetime(2013, 7, 2, tzinfo=timezone.utc))
+    print(f"  get_batch_data(2013-07-01, 2013-07-02): {len(batch)} flights x {len(view.feature_names)} features")
+
+
 def _serve_example(store) -> None:
-    """A feature vector of the flight_delays view from the online store (transformations fitted on a sample)."""
+    """A feature vector of the flight_delays view from the online store, with the training dataset's fitted
+    transformations (the ones a model trained on it expects)."""
     import time
 
     from assets.feature_views import FLIGHT_DELAY_VIEW
@@ -100,7 +125,7 @@ def _serve_example(store) -> None:
         columns=["flight_id", "origin", "time_hour", "tailnum", "dest", "carrier", "day", "distance"],
         where="origin = 'JFK' AND tailnum IS NOT NULL",
     )
-    view.init_serving(view.fit_transformations(flights))
+    view.init_serving(view.get_training_dataset().transformations)
     row = flights.iloc[1000]
     entry = {k: row[k] for k in view.serving_keys}
     view.get_feature_vector(entry, allow_missing=True)  # first call connects and loads the layouts

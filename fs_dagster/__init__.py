@@ -35,6 +35,12 @@ _EXPORTS: dict[str, str] = {
     "FeatureStoreResource": "fs_dagster.resource",
     "FeatureGroupTranslator": "fs_dagster.translator",
     "build_external_commit_sensor": "fs_dagster.sensors",
+    "build_landing_sensor": "fs_dagster.sensors",
+    "LandingTrigger": "fs_dagster.sensors",
+    "build_training_dataset_asset": "fs_dagster.training_dataset_asset",
+    "RandomSplit": "fs_dagster.core.training.splits",
+    "TimeSplit": "fs_dagster.core.training.splits",
+    "TrainingDataset": "fs_dagster.core.training.training_dataset",
 }
 __all__ = sorted(_EXPORTS)
 _registered = False

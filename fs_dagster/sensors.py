@@ -1,22 +1,36 @@
-"""Sensors of the plugin: commits written outside Dagster (Python API, notebooks, Spark) become visible.
+"""Sensors of the plugin.
 
-A feature group written by ``fs.get_feature_group(...).insert(df)`` outside a Dagster run changes the data
-that downstream assets read; the sensor reports such commits as materializations of the feature-group asset
-(with the commit instant as data version), so downstream assets show as stale and lineage stays complete.
+- ``build_external_commit_sensor``: commits written outside Dagster (Python API, notebooks, Spark) become visible.
+  A feature group written by ``fs.get_feature_group(...).insert(df)`` outside a Dagster run changes the data
+  that downstream assets read; the sensor reports such commits as materializations of the feature-group asset
+  (with the commit instant as data version), so downstream assets show as stale and lineage stays complete.
+- ``build_landing_sensor``: new raw files in a landing folder trigger runs of the (feature-group) partitions
+  built from them, each file version once.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Sequence
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from dagster import (
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
+    AssetsDefinition,
     DefaultSensorStatus,
+    MetadataValue,
+    PartitionsDefinition,
+    RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     sensor,
 )
 
@@ -108,3 +122,213 @@ def _recorded_commits(context: SensorEvaluationContext, asset_key: AssetKey, lim
         if version:
             out.add(version)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Landing folder sensor
+
+AssetRef = Union[str, Sequence[str], AssetKey, AssetsDefinition]
+FolderRef = Union[str, os.PathLike, Callable[[SensorEvaluationContext], Union[str, os.PathLike, None]]]
+LANDING_FILES_TAG = "fs_dagster/landing_files"
+IGNORED = "ignored"  # cursor value of a file without a partition (a later partitions definition may take it)
+
+
+@dataclass(frozen=True)
+class LandingTrigger:
+    """Files matching ``pattern`` (a glob relative to the landing folder) trigger runs of ``assets``.
+
+    Args:
+        pattern: e.g. ``"flights/*.parquet"``; files must appear atomically (written elsewhere or under a name the
+            pattern does not match, then renamed), since the sensor does not wait for a file to stop growing.
+        assets: what to run for the file's partition: asset keys, key strings or asset definitions.
+        source: an external asset the files feed; each new file is reported as an observation of it (path, size,
+            partition), so the raw asset's page shows what arrived when.
+
+    Example:
+        LandingTrigger("weather/*.parquet", [weather_hourly], source=AssetKey(["raw", "weather"]))
+    """
+
+    pattern: str
+    assets: Sequence[AssetRef]
+    source: AssetKey | None = None
+
+    def asset_keys(self) -> list[AssetKey]:
+        keys: list[AssetKey] = []
+        for ref in self.assets:
+            if isinstance(ref, AssetsDefinition):
+                keys.extend(sorted(ref.keys, key=lambda k: k.to_user_string()))
+            else:
+                keys.append(AssetKey.from_coercible(ref))
+        return keys
+
+
+def partition_key_from_name(path: Path) -> str | None:
+    """Time partition key of a file named by its period: ``2013-03.parquet`` -> ``"2013-03-01"`` (a monthly
+    partition), ``2013-03-05.csv`` -> ``"2013-03-05"``; any other name -> ``None`` (not a landing file)."""
+    stem = path.name.split(".", 1)[0]
+    if re.fullmatch(r"\d{4}-\d{2}", stem):
+        return f"{stem}-01"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stem):
+        return stem
+    return None
+
+
+def build_landing_sensor(
+    folder: FolderRef,
+    triggers: Sequence[LandingTrigger],
+    *,
+    name: str = "landing_files",
+    partition_key_for: Callable[[Path], str | None] = partition_key_from_name,
+    partitions_def: PartitionsDefinition | None = None,
+    required_resource_keys: set[str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    minimum_interval_seconds: int = 30,
+    default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
+    not_configured_hint: str = "",
+) -> SensorDefinition:
+    """A sensor turning new raw files in a landing folder into runs of the partitions built from them.
+
+    Each tick lists the files matching the triggers, maps each to a partition key (by default from its name, see
+    :func:`partition_key_from_name`) and requests one run per partition with new or changed files, selecting the
+    assets of those files' triggers. A file version is its name, size and mtime: the run key carries them and the
+    cursor (JSON, stored by Dagster, so it survives daemon restarts) records every processed version. An
+    unchanged file therefore never triggers again; a replaced one (new size or mtime) does.
+
+    Args:
+        folder: the landing folder, or a function of the sensor context returning it (e.g. from a resource;
+            ``None`` means not configured: the tick skips).
+        triggers: which files feed which assets.
+        partition_key_for: file path -> partition key, ``None`` to ignore the file.
+        partitions_def: if given (static or time partitions), files whose key is not one of its partitions are
+            ignored with a warning naming them.
+        required_resource_keys: resources ``folder`` reads.
+        run_config: run config of every requested run (e.g. the executor), tags: extra tags of every run.
+        not_configured_hint: appended to the skip message when ``folder`` returns ``None``.
+
+    Example:
+        landing = build_landing_sensor(
+            "/data/landing",
+            [LandingTrigger("weather/*.parquet", [weather_hourly]),
+             LandingTrigger("flights/*.parquet", [flight_outcomes, route_delay_stats])],
+            partitions_def=MONTHLY, minimum_interval_seconds=10,
+        )
+        # weather/2013-03.parquet + flights/2013-03.parquet -> one run of the three assets, partition 2013-03-01
+    """
+    if not triggers:
+        raise ValueError(f"landing sensor {name}: no triggers given")
+    targets: list[AssetKey] = []
+    for trigger in triggers:
+        targets.extend(k for k in trigger.asset_keys() if k not in targets)
+
+    @sensor(
+        name=name,
+        target=targets,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        required_resource_keys=required_resource_keys,
+        description="Runs the partitions built from new or changed files of the landing folder.",
+    )
+    def _landing(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        resolved = folder(context) if callable(folder) else folder
+        if resolved is None:
+            return SkipReason(f"no landing folder configured. {not_configured_hint}".strip())
+        root = Path(resolved)
+        if not root.is_dir():
+            return SkipReason(f"landing folder {root} does not exist yet (nothing has landed)")
+        processed = _load_cursor(context.cursor, name)
+
+        current: dict[str, str] = {}  # the next cursor: file -> processed version, or IGNORED
+        new: dict[str, list[tuple[str, str, LandingTrigger]]] = defaultdict(list)  # partition -> files
+        ignored: list[str] = []
+        for path, trigger in _matches(root, triggers):
+            relative = path.relative_to(root).as_posix()
+            key = partition_key_for(path)
+            if key is None or (partitions_def is not None and not partitions_def.has_partition_key(key)):
+                ignored.append(relative)
+                current[relative] = IGNORED
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since listed
+                continue
+            version = f"{stat.st_size}:{stat.st_mtime_ns}"
+            current[relative] = version
+            if processed.get(relative) != version:
+                new[key].append((relative, version, trigger))
+        newly_ignored = sorted(r for r in ignored if processed.get(r) != IGNORED)
+        if newly_ignored:  # warned once per file; the skip message keeps listing them
+            context.log.warning(
+                f"landing folder {root}: ignored {', '.join(newly_ignored)} (no partition key"
+                + (" of the assets' partitions)" if partitions_def is not None else ")")
+            )
+
+        requests, observations = [], []
+        for key in sorted(new):
+            files = sorted(new[key], key=lambda f: f[0])
+            selection: list[AssetKey] = []
+            for _, _, trigger in files:
+                selection.extend(k for k in trigger.asset_keys() if k not in selection)
+            requests.append(
+                RunRequest(
+                    run_key=f"{key}|" + ",".join(f"{rel}@{version}" for rel, version, _ in files),
+                    partition_key=key,
+                    asset_selection=selection,
+                    run_config=dict(run_config or {}),
+                    tags={**(tags or {}), LANDING_FILES_TAG: ",".join(rel for rel, _, _ in files)},
+                )
+            )
+            observations.extend(_observations(root, key, files))
+            context.log.info(f"partition {key}: {', '.join(rel for rel, _, _ in files)} -> "
+                             f"{', '.join(k.to_user_string() for k in selection)}")
+        # the cursor keeps present files only: a deleted file is forgotten, so the cursor stays bounded
+        cursor = json.dumps(current, sort_keys=True)
+        if not requests:
+            skip = f"no new or changed files in {root} ({len(current) - len(ignored)} already processed"
+            skip += f"; ignored: {', '.join(sorted(ignored))})" if ignored else ")"
+            return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
+        return SensorResult(run_requests=requests, asset_events=observations, cursor=cursor)
+
+    return _landing
+
+
+def _matches(root: Path, triggers: Sequence[LandingTrigger]) -> Iterable[tuple[Path, LandingTrigger]]:
+    for trigger in triggers:
+        for path in sorted(root.glob(trigger.pattern)):
+            if path.is_file() and not path.name.startswith("."):  # hidden: temp files of a write in progress
+                yield path, trigger
+
+
+def _observations(root: Path, key: str, files: list[tuple[str, str, LandingTrigger]]) -> list[AssetObservation]:
+    out = []
+    for relative, version, trigger in files:
+        if trigger.source is None:
+            continue
+        size, _ = version.split(":")
+        out.append(
+            AssetObservation(
+                asset_key=trigger.source,
+                description=f"landed {relative}",
+                metadata={
+                    "fs_dagster/landing_file": MetadataValue.path(str(root / relative)),
+                    "fs_dagster/partition": key,
+                    "size_bytes": int(size),
+                },
+            )
+        )
+    return out
+
+
+def _load_cursor(cursor: str | None, name: str) -> dict[str, str]:
+    if not cursor:
+        return {}
+    try:
+        value = json.loads(cursor)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"sensor {name}: cursor {cursor[:200]!r} is not the JSON object of processed files this sensor writes; "
+            "reset it in the UI (sensor page, 'Cursor'); files already run keep their run keys and do not run again"
+        )
+    return {str(k): str(v) for k, v in value.items()}

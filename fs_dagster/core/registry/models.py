@@ -155,3 +155,23 @@ class FeatureViewRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class TrainingDatasetRow(Base):
+    """One version of a training dataset of a feature view version: how to rebuild it exactly (pinned commits,
+    spine, splits, seed, format), what came out (row counts, content hash, statistics) and the fitted
+    transformations, as one JSON spec."""
+
+    __tablename__ = "fs_training_datasets"
+    __table_args__ = (
+        UniqueConstraint("project", "feature_view", "feature_view_version", "version", name="uq_fs_training_datasets"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    feature_view: Mapped[str] = mapped_column(String(255))
+    feature_view_version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

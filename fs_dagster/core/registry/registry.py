@@ -34,6 +34,7 @@ from sqlalchemy.pool import StaticPool
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
 from fs_dagster.core.registry.models import (
     Base,
+    TrainingDatasetRow,
     CommitRow,
     FeatureGroupRow,
     FeatureRow,
@@ -596,6 +597,64 @@ class Registry:
             .order_by(FeatureViewRow.name, FeatureViewRow.version)
         )
         return self._read("listing feature views", lambda s: [dict(r.spec) for r in s.scalars(stmt)])
+
+    # ------------------------------------------------------------------ training datasets
+
+    def register_training_dataset(self, project: str, feature_view: str, feature_view_version: int,
+                                  spec: dict[str, Any]) -> int:
+        """Stores a new training dataset version of the view (the next number, assigned in the same transaction
+        so concurrent creators get distinct versions); returns it. ``spec["content_hash"]`` is required."""
+        _check_project(project)
+
+        def work(session: Session) -> int:
+            latest = session.scalars(
+                select(TrainingDatasetRow.version)
+                .where(TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
+                       TrainingDatasetRow.feature_view_version == feature_view_version)
+                .order_by(TrainingDatasetRow.version.desc()).limit(1)
+            ).first()
+            version = (latest or 0) + 1
+            session.add(TrainingDatasetRow(
+                project=project, feature_view=feature_view, feature_view_version=feature_view_version,
+                version=version, content_hash=spec["content_hash"], spec={**spec, "version": version},
+            ))
+            return version
+
+        return self._write(f"registering a training dataset of feature view {feature_view!r}", work)
+
+    def get_training_dataset(self, project: str, feature_view: str, feature_view_version: int,
+                             version: int | None = None) -> dict[str, Any]:
+        """The stored spec (latest version when ``version`` is None); NotFoundError listing the versions."""
+        _check_project(project)
+
+        def work(session: Session) -> dict[str, Any]:
+            where = (TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
+                     TrainingDatasetRow.feature_view_version == feature_view_version)
+            stmt = select(TrainingDatasetRow).where(*where)
+            stmt = stmt.order_by(TrainingDatasetRow.version.desc()) if version is None else stmt.where(
+                TrainingDatasetRow.version == version)
+            row = session.scalars(stmt.limit(1)).first()
+            if row is None:
+                versions = session.scalars(
+                    select(TrainingDatasetRow.version).where(*where).order_by(TrainingDatasetRow.version)).all()
+                raise NotFoundError(
+                    f"training dataset version {version} of feature view {feature_view!r} v{feature_view_version} "
+                    f"not found in project {project!r}; "
+                    + (f"versions: {', '.join(map(str, versions))}" if versions else "it has no training datasets")
+                )
+            return dict(row.spec)
+
+        return self._read(f"reading a training dataset of feature view {feature_view!r}", work)
+
+    def list_training_datasets(self, project: str, feature_view: str, feature_view_version: int) -> list[dict[str, Any]]:
+        _check_project(project)
+        stmt = (
+            select(TrainingDatasetRow)
+            .where(TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
+                   TrainingDatasetRow.feature_view_version == feature_view_version)
+            .order_by(TrainingDatasetRow.version)
+        )
+        return self._read("listing training datasets", lambda s: [dict(r.spec) for r in s.scalars(stmt)])
 
     def search(self, project: str, text: str, limit: int = 50) -> list[SearchHit]:
         """Keyword search over feature-group names, descriptions and tags and feature names and descriptions.

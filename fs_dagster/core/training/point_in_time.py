@@ -1,0 +1,353 @@
+"""Point-in-time ("as of") joins: each spine row gets the feature values as they were at its event time.
+
+For every row of the spine (entity keys + an event time ``ts``) and every source, the source row with the same
+keys whose event time is the greatest one ``<= ts`` (and ``> ts - lookback`` when the source has a lookback)
+gives that source's columns; no such row gives nulls. A null spine time or a null key matches nothing. A source
+without an event time is joined on its keys alone (a dimension table: one row per key).
+
+The join is one DuckDB statement of chained ``ASOF LEFT JOIN``s (``LEFT JOIN`` for sources without an event time)
+fetched straight to Arrow: one output row per spine row, spine duplicates kept, in spine order.
+
+Times: event times may be ``DATE`` (midnight UTC), ``TIMESTAMP`` of any precision (naive = UTC) or ``TIMESTAMP WITH
+TIME ZONE`` (an instant, whatever its zone; DuckDB keeps these to the microsecond). Both sides are compared as
+integer epoch microseconds (nanoseconds when either is ``TIMESTAMP_NS``), which is exact and does not depend on the
+connection's ``TimeZone`` setting; the join runs with ``TimeZone='UTC'`` so zone-aware output columns are UTC.
+
+Order: the spine is numbered by ``row_number() OVER ()`` as DuckDB scans it and the result is sorted by that
+number. DuckDB keeps a scan's insertion order (``preserve_insertion_order``, on by default; checked before every
+join): an Arrow spine is scanned in row order; ``read_parquet([...])`` reads its files in list order (a glob is
+sorted) and each file in row order, and filters keep that order. So a spine over the same files gets the same
+numbering, and the join the same output, on every run and at any thread count. Cost, 1M-row spine and 3 sources
+on 2 cores: the numbering ~8% and the sort ~13% of the bare ``ASOF`` query (sorting the fetched Arrow table by
+the numbers instead is no faster).
+
+Ties (two source rows with the same keys and event time, or with the same keys in a source without event time):
+a feature group has none when the join keys and event time cover its primary key (its Hudi record key), so a
+source is trusted to have none by default (``unique=True``); finding them would cost a ``GROUP BY`` over every
+source, ~25% of the join. A source without event time is still checked, for free: a duplicate key there adds
+output rows, and the join then raises ``InvalidDataError`` naming the source and the key. A source that may have
+ties takes ``unique=False``: among tied rows the one whose output columns are greatest (compared left to right,
+as DuckDB orders structs) wins, the same on every run, at the price of that ``GROUP BY`` (~0.1 s per million
+source rows on 2 cores).
+
+Example:
+    weather = PointInTimeSource(
+        name="weather_hourly_v1",
+        relation=HudiTableReader("/data/weather").snapshot_sql(),
+        on=(("origin", "origin"),),
+        event_time="time_hour",
+        columns=(("temp", "weather_temp"), ("wind_speed", "weather_wind_speed")),
+        lookback=timedelta(hours=6),
+    )
+    table = point_in_time_join(connection, flights, "time_hour", [weather])
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
+from fs_dagster.core.offline.hudi_reader import quote_identifier, sql_string
+
+_TIME_TYPES = frozenset(
+    {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"}
+)
+_NUMBER_TYPES = frozenset(
+    {
+        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+        "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+        "FLOAT", "DOUBLE",
+    }
+)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class PointInTimeSource:
+    """One feature source joined as of the spine's event time.
+
+    Attributes:
+        name: the feature group's name, used in error messages.
+        relation: a DuckDB table expression of the source rows (``read_parquet([...], ...)``, a view name, ...).
+        on: ``(spine column, source column)`` pairs that must be equal; may be empty.
+        event_time: the source's event-time column; None joins on the keys alone (no time condition).
+        columns: ``(source column, output column)`` pairs to bring in, in output order.
+        lookback: only source rows with event time ``> ts - lookback`` count (the window is open at its start).
+        unique: the source has at most one row per keys + event time (see the module doc on ties).
+    """
+
+    name: str
+    relation: str
+    on: tuple[tuple[str, str], ...]
+    event_time: str | None
+    columns: tuple[tuple[str, str], ...]
+    lookback: timedelta | None = None
+    unique: bool = True
+
+    def __post_init__(self) -> None:
+        # lists from callers become tuples: the source stays hashable and cannot change under a running join
+        object.__setattr__(self, "on", tuple(tuple(pair) for pair in self.on))
+        object.__setattr__(self, "columns", tuple(tuple(pair) for pair in self.columns))
+
+
+def point_in_time_join(
+    connection: duckdb.DuckDBPyConnection,
+    spine: str | pa.Table,
+    spine_time: str,
+    sources: Sequence[PointInTimeSource],
+    spine_columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """The spine's columns followed by each source's output columns (in source order), one row per spine row,
+    in spine order (see the module doc).
+
+    Args:
+        connection: the DuckDB connection to run on; its ``TimeZone`` is set to UTC for the call and restored.
+        spine: a DuckDB table expression, or an Arrow table (registered on the connection for the call).
+        spine_time: the spine's event-time column.
+        sources: the sources to join, in output order.
+        spine_columns: the spine columns to output (all by default); keys and time need not be among them.
+
+    Raises:
+        InvalidDataError: a missing column, an event time that is not a date or timestamp, keys of types that
+            cannot be compared, a non-positive lookback, two output columns of the same name, or several rows
+            for one key of a source without event time; the message names the source and column.
+        FeatureStoreError: the database does not preserve insertion order (the output order would not be
+            reproducible).
+    """
+    zone, ordered = connection.execute(
+        "SELECT current_setting('TimeZone'), current_setting('preserve_insertion_order')"
+    ).fetchone()
+    if not ordered:
+        raise FeatureStoreError(
+            "point-in-time joins need DuckDB's preserve_insertion_order=true (the default) to number the spine "
+            "rows in a reproducible order; it is false on this database"
+        )
+    registered = None
+    try:
+        if isinstance(spine, pa.Table):
+            registered = f"__fs_pit_spine_{uuid.uuid4().hex}"
+            connection.register(registered, spine)
+            spine = quote_identifier(registered)
+        if zone != "UTC":
+            connection.execute("SET TimeZone = 'UTC'")
+        sql, check_rows = _build_sql(connection, spine, spine_time, sources, spine_columns)
+        result = connection.sql(sql).fetch_arrow_table()
+        if check_rows:
+            # the last column is the spine row number: more rows than spine rows means a key matched several rows
+            row_column = result.num_columns - 1
+            spine_rows = pc.max(result.column(row_column)).as_py() or 0
+            if result.num_rows != spine_rows:
+                _raise_duplicate_keys(connection, spine, sources)
+            result = result.remove_column(row_column)
+        return result
+    finally:
+        if zone != "UTC":
+            connection.execute(f"SET TimeZone = {sql_string(zone)}")
+        if registered is not None:
+            connection.unregister(registered)
+
+
+def point_in_time_sql(
+    connection: duckdb.DuckDBPyConnection,
+    spine: str,
+    spine_time: str,
+    sources: Sequence[PointInTimeSource],
+    spine_columns: Sequence[str] | None = None,
+) -> str:
+    """The statement :func:`point_in_time_join` runs (checked against the connection's schemas). For an Arrow
+    spine, register it on the connection and pass its quoted name. Sources without event time that are trusted
+    to be unique add a last column with the spine row number (the join's duplicate-key check)."""
+    return _build_sql(connection, spine, spine_time, sources, spine_columns)[0]
+
+
+# --- building the statement --------------------------------------------------------------------------------
+
+
+def _build_sql(
+    connection: duckdb.DuckDBPyConnection,
+    spine: str,
+    spine_time: str,
+    sources: Sequence[PointInTimeSource],
+    spine_columns: Sequence[str] | None,
+) -> tuple[str, bool]:
+    """The statement, and whether its result ends with the spine row number for the duplicate-key check."""
+    spine_types = _column_types(connection, spine, "the spine")
+    spine_time_type = _time_type(spine_types, spine_time, "the spine", "spine_time")
+    outputs = list(spine_types) if spine_columns is None else list(spine_columns)
+    _require(spine_types, outputs, "the spine", "spine_columns")
+    _check_unique_names(outputs, "the spine")
+
+    # every spine column the statement reads gets a short alias, so no spine name can clash with the helpers
+    aliases: dict[str, str] = {}
+
+    def spine_ref(column: str) -> str:
+        return "s." + quote_identifier(aliases.setdefault(column, f"s{len(aliases)}"))
+
+    select = [f"{spine_ref(c)} AS {quote_identifier(c)}" for c in outputs]
+    joins: list[str] = []
+    units: set[str] = set()
+    check_rows = False
+    for index, source in enumerate(sources):
+        types = _column_types(connection, source.relation, f"feature group {source.name}")
+        unit = _check_source(source, types, spine_types, spine_time_type)
+        names = [output for _, output in source.columns]
+        clashes = sorted({n for n in names if n in outputs} | {n for n in names if names.count(n) > 1})
+        if clashes:
+            raise InvalidDataError(
+                f"feature group {source.name}: output column(s) {clashes} already come from the spine or an "
+                "earlier source, or twice from this one; give the features distinct names (e.g. a prefix)"
+            )
+        outputs += names
+        if not source.columns:  # nothing to bring in (e.g. a group whose columns are all labels, labels off)
+            continue
+        alias = f"f{index}"
+        conditions = [f"{spine_ref(left)} = {alias}.k{i}" for i, (left, _) in enumerate(source.on)]
+        if unit is not None:
+            units.add(unit)
+            conditions.append(f"{alias}.t <= s.t_{unit}")
+        joins.append(
+            f"{'ASOF ' if unit else ''}LEFT JOIN {_source_sql(source, unit)} AS {alias} "
+            f"ON {' AND '.join(conditions) or 'TRUE'}"
+        )
+        for i, (_, output) in enumerate(source.columns):
+            value = f"{alias}.c{i}" if source.unique else f"{alias}.v.c{i}"
+            if source.lookback is not None:
+                # ASOF takes one inequality: the window's start is applied to the matched row. Any row inside
+                # the window is newer than everything before it, so a matched row at or before ts - lookback
+                # means the window is empty.
+                span = (source.lookback // _MICROSECOND) * (1000 if unit == "ns" else 1)
+                value = f"CASE WHEN {alias}.t > s.t_{unit} - {span} THEN {value} END"
+            select.append(f"{value} AS {quote_identifier(output)}")
+        check_rows = check_rows or (unit is None and source.unique)
+    if check_rows:
+        select.append("s.spine_row AS __fs_spine_row")
+
+    numbered = ["row_number() OVER () AS spine_row"]
+    numbered += [f"{quote_identifier(c)} AS {a}" for c, a in aliases.items()]
+    numbered += [f"{_epoch(quote_identifier(spine_time), unit)} AS t_{unit}" for unit in sorted(units)]
+    return (
+        f"SELECT {', '.join(select)}\nFROM (SELECT {', '.join(numbered)} FROM {spine}) AS s\n"
+        + "".join(join + "\n" for join in joins)
+        + "ORDER BY s.spine_row",
+        check_rows,
+    )
+
+
+def _source_sql(source: PointInTimeSource, unit: str | None) -> str:
+    """The source as a subquery of aliased columns: keys ``k0..``, event time ``t`` (epoch integer), values
+    ``c0..``; for a source that may have ties, one row per keys + time whose values are the struct ``v``."""
+    keys = [f"{quote_identifier(right)} AS k{i}" for i, (_, right) in enumerate(source.on)]
+    time = [f"{_epoch(quote_identifier(source.event_time), unit)} AS t"] if unit is not None else []
+    values = [f"{quote_identifier(column)} AS c{i}" for i, (column, _) in enumerate(source.columns)]
+    inner = f"SELECT {', '.join(keys + time + values)} FROM {source.relation}"
+    if source.unique:
+        return f"({inner})"
+    # max over a struct compares the values left to right: the same tied row wins on every run
+    packed = ", ".join(f"'c{i}': c{i}" for i in range(len(source.columns)))
+    group = [f"k{i}" for i in range(len(source.on))] + (["t"] if unit is not None else [])
+    return f"(SELECT {', '.join(group + [f'max({{{packed}}}) AS v'])} FROM ({inner}) GROUP BY ALL)"
+
+
+def _epoch(column: str, unit: str | None) -> str:
+    # integer epochs: exact for every date/timestamp type and free of any session time zone
+    return f"epoch_{unit}({column})"
+
+
+# --- checks ------------------------------------------------------------------------------------------------
+
+
+def _column_types(connection: duckdb.DuckDBPyConnection, relation: str, what: str) -> dict[str, str]:
+    """Column name -> DuckDB type name; binding only (no rows are read)."""
+    try:
+        bound = connection.sql(f"SELECT * FROM {relation}")
+    except duckdb.Error as error:
+        raise InvalidDataError(f"{what}: cannot read {relation}: {error}") from error
+    return dict(zip(bound.columns, (str(t) for t in bound.types)))
+
+
+def _require(types: dict[str, str], columns: Sequence[str], what: str, role: str) -> None:
+    missing = [c for c in columns if c not in types]
+    if missing:
+        raise InvalidDataError(f"{what} has no column(s) {missing} ({role}); its columns are {list(types)}")
+
+
+def _time_type(types: dict[str, str], column: str, what: str, role: str) -> str:
+    _require(types, [column], what, role)
+    if types[column] not in _TIME_TYPES:
+        raise InvalidDataError(
+            f"{what}: {role} column {column!r} is {types[column]}; it must be a DATE or a TIMESTAMP (with or "
+            "without time zone)"
+        )
+    return types[column]
+
+
+def _check_unique_names(names: list[str], what: str) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidDataError(f"{what}: output column(s) {twice} named twice")
+
+
+def _check_source(
+    source: PointInTimeSource, types: dict[str, str], spine_types: dict[str, str], spine_time_type: str
+) -> str | None:
+    """Checks the source against its schema and the spine's; returns the epoch unit of its time comparison
+    (``us``, ``ns`` when either side has nanoseconds), or None for a join without time."""
+    what = f"feature group {source.name}"
+    _require(spine_types, [left for left, _ in source.on], f"{what}: the spine", "join key")
+    _require(types, [right for _, right in source.on], what, "join key")
+    _require(types, [column for column, _ in source.columns], what, "feature column")
+    for left, right in source.on:
+        if _key_family(spine_types[left]) != _key_family(types[right]):
+            raise InvalidDataError(
+                f"{what}: join key spine column {left!r} ({spine_types[left]}) cannot be compared with source "
+                f"column {right!r} ({types[right]})"
+            )
+    if source.event_time is None:
+        if source.lookback is not None:
+            raise InvalidDataError(f"{what}: a lookback needs an event time; the source has none")
+        return None
+    event_time_type = _time_type(types, source.event_time, what, "event_time")
+    if source.lookback is not None and source.lookback < _MICROSECOND:
+        raise InvalidDataError(f"{what}: lookback must be at least 1 microsecond, got {source.lookback}")
+    return "ns" if "TIMESTAMP_NS" in (spine_time_type, event_time_type) else "us"
+
+
+def _key_family(type_name: str) -> str:
+    """Types DuckDB compares by value (int32 with int64, VARCHAR with ENUM) share a family."""
+    if type_name in _NUMBER_TYPES or type_name.startswith("DECIMAL"):
+        return "number"
+    if type_name == "VARCHAR" or type_name.startswith("ENUM"):
+        return "text"
+    if type_name in _TIME_TYPES:
+        return "time"
+    return type_name
+
+
+def _raise_duplicate_keys(
+    connection: duckdb.DuckDBPyConnection, spine: str, sources: Sequence[PointInTimeSource]
+) -> None:
+    """Finds the source without event time with several rows for a key the spine has (after a join that
+    returned more rows than the spine)."""
+    for source in sources:
+        if source.event_time is not None or not source.unique or not source.columns:
+            continue
+        conditions = [f"s.{quote_identifier(left)} = f.k{i}" for i, (left, _) in enumerate(source.on)] or ["TRUE"]
+        keys = "".join(f", f.k{i}" for i in range(len(source.on)))
+        found = connection.execute(
+            f"SELECT count(*){keys} FROM {_source_sql(source, None)} AS f SEMI JOIN {spine} AS s "
+            f"ON {' AND '.join(conditions)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if found is not None:
+            key = dict(zip([right for _, right in source.on], found[1:]))
+            raise InvalidDataError(
+                f"feature group {source.name}: {found[0]} rows for key {key or '(no keys)'}; a source without "
+                "event time must have one row per key (or pass unique=False to pick one deterministically)"
+            )
+    raise AssertionError("the join returned more rows than the spine has, but no source has duplicate keys")
