@@ -13,13 +13,15 @@ TIME ZONE`` (an instant, whatever its zone; DuckDB keeps these to the microsecon
 integer epoch microseconds (nanoseconds when either is ``TIMESTAMP_NS``), which is exact and does not depend on the
 connection's ``TimeZone`` setting; the join runs with ``TimeZone='UTC'`` so zone-aware output columns are UTC.
 
-Order: the spine is numbered by ``row_number() OVER ()`` as DuckDB scans it and the result is sorted by that
-number. DuckDB keeps a scan's insertion order (``preserve_insertion_order``, on by default; checked before every
-join): an Arrow spine is scanned in row order; ``read_parquet([...])`` reads its files in list order (a glob is
-sorted) and each file in row order, and filters keep that order. So a spine over the same files gets the same
-numbering, and the join the same output, on every run and at any thread count. Cost, 1M-row spine and 3 sources
-on 2 cores: the numbering ~8% and the sort ~13% of the bare ``ASOF`` query (sorting the fetched Arrow table by
-the numbers instead is no faster).
+Order and execution: the spine is fetched to Arrow once, as DuckDB scans it; DuckDB keeps a scan's insertion
+order (``preserve_insertion_order``, on by default; checked before every join): an Arrow spine is scanned in row
+order, ``read_parquet([...])`` reads its files in list order (a glob is sorted) and each file in row order, and
+filters keep that order. Each source is then matched with an ``ASOF JOIN`` of only (spine row number, keys, time)
+against (keys, time, source row number); the matches are scattered into one position per spine row and the
+source's columns gathered with Arrow ``take``. So the output is in spine order without sorting wide rows, and the
+same files give the same output on every run and at any thread count. (:func:`point_in_time_sql` shows the same
+join as one statement sorted by the spine row number: 1.2x the bare ``ASOF`` query at 1M rows, 1.7x at 5M, which
+is why it is not what runs.) Null times and null keys never match.
 
 Ties (two source rows with the same keys and event time, or with the same keys in a source without event time):
 a feature group has none when the join keys and event time cover its primary key (its Hudi record key), so a
@@ -50,6 +52,7 @@ from datetime import timedelta
 from typing import Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -137,21 +140,108 @@ def point_in_time_join(
             spine = quote_identifier(registered)
         if zone != "UTC":
             connection.execute("SET TimeZone = 'UTC'")
-        sql, check_rows = _build_sql(connection, spine, spine_time, sources, spine_columns)
-        result = connection.sql(sql).fetch_arrow_table()
-        if check_rows:
-            # the last column is the spine row number: more rows than spine rows means a key matched several rows
-            row_column = result.num_columns - 1
-            spine_rows = pc.max(result.column(row_column)).as_py() or 0
-            if result.num_rows != spine_rows:
-                _raise_duplicate_keys(connection, spine, sources)
-            result = result.remove_column(row_column)
-        return result
+        units: list[str | None] = []
+        _build_sql(connection, spine, spine_time, sources, spine_columns, units)  # (all checks)
+        return _gather_join(connection, spine, spine_time, sources, spine_columns, units)
     finally:
         if zone != "UTC":
             connection.execute(f"SET TimeZone = {sql_string(zone)}")
         if registered is not None:
             connection.unregister(registered)
+
+
+def _gather_join(
+    connection: duckdb.DuckDBPyConnection,
+    spine: str,
+    spine_time: str,
+    sources: Sequence[PointInTimeSource],
+    spine_columns: Sequence[str] | None,
+    units: list[str | None],
+) -> pa.Table:
+    """Runs the join without sorting wide rows: the spine is fetched once, in scan order; per source, an ASOF
+    JOIN of only (spine row number, keys, time) against (keys, time, source row number) tells which source row
+    each spine row gets, scattered into a position array, and the source's columns are gathered with Arrow
+    ``take``. The same rows, values and types as :func:`point_in_time_sql`'s single statement, which sorts whole
+    output rows by the spine row number instead (1.2x the raw ASOF query at 1M rows, 1.7x at 5M)."""
+    spine_names = list(_column_types(connection, spine, "the spine")) if spine_columns is None else list(spine_columns)
+    needed = list(dict.fromkeys([*spine_names, *(left for source in sources for left, _ in source.on)]))
+    times = sorted({unit for unit in units if unit is not None})
+    select = [quote_identifier(c) for c in needed] + [
+        f"{_epoch(quote_identifier(spine_time), unit)} AS __fs_t_{unit}" for unit in times
+    ]
+    fetched = connection.sql(f"SELECT {', '.join(select)} FROM {spine}").fetch_arrow_table()
+    n = fetched.num_rows
+    # source rows newer than the spine's latest time can match nothing: small or early spines read less
+    latest_times = {unit: pc.max(fetched.column(f"__fs_t_{unit}")).as_py() for unit in times}
+    latest_times = {unit: value for unit, value in latest_times.items() if value is not None}
+    columns: list[pa.ChunkedArray | pa.Array] = [fetched.column(c) for c in spine_names]
+    names = list(spine_names)
+    rows_name = f"__fs_pit_rows_{uuid.uuid4().hex}"
+    connection.register(rows_name, fetched.append_column("__fs_row", pa.array(np.arange(n, dtype=np.int64))))
+    # registered Arrow tables have no row-count statistics: DuckDB would take them for tiny and plan each ASOF
+    # join as a nested loop (minutes instead of 0.1 s for 337k rows)
+    threshold = connection.execute("SELECT current_setting('asof_loop_join_threshold')").fetchone()[0]
+    connection.execute("SET asof_loop_join_threshold = 0")
+    try:
+        for source, unit in zip(sources, units):
+            if not source.columns:
+                continue
+            latest = latest_times.get(unit) if unit is not None else None
+            values = connection.sql(f"SELECT * FROM {_source_sql(source, unit, latest)}").fetch_arrow_table()
+            if not source.unique:  # one row per keys + time, its values in the struct v
+                struct = values.column("v").combine_chunks()
+                values = values.drop_columns(["v"])
+                for i in range(len(source.columns)):
+                    values = values.append_column(f"c{i}", struct.field(f"c{i}"))
+            positions = _positions(connection, rows_name, values, source, unit, n)
+            taken = values.select([f"c{i}" for i in range(len(source.columns))]).take(positions)
+            for i, (_, output) in enumerate(source.columns):
+                columns.append(taken.column(i))
+                names.append(output)
+    finally:
+        connection.execute(f"SET asof_loop_join_threshold = {int(threshold)}")
+        connection.unregister(rows_name)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _positions(connection: duckdb.DuckDBPyConnection, rows_name: str, values: pa.Table, source: PointInTimeSource,
+               unit: str | None, n: int) -> pa.Array:
+    """For every spine row, the position of its source row in ``values`` (null: none)."""
+    source_name = f"__fs_pit_source_{uuid.uuid4().hex}"
+    keys = values.select([f"k{i}" for i in range(len(source.on))] + (["t"] if unit is not None else []))
+    rid = pa.array(np.arange(values.num_rows, dtype=np.int64))
+    connection.register(source_name, keys.append_column("__fs_rid", rid))
+    try:
+        conditions = [f"s.{quote_identifier(left)} = f.k{i}" for i, (left, _) in enumerate(source.on)]
+        where = ""
+        if unit is not None:
+            conditions.append(f"f.t <= s.__fs_t_{unit}")
+            if source.lookback is not None:
+                # ASOF takes one inequality: the window's start is applied to the matched row (a matched row at or
+                # before ts - lookback means the window is empty: every row inside it would be newer)
+                span = (source.lookback // _MICROSECOND) * (1000 if unit == "ns" else 1)
+                where = f" WHERE f.t > s.__fs_t_{unit} - {span}"
+        # DuckDB's ASOF operator pairs a null time with a null time; a null never matches here (nor does a null key)
+        spine_valid = [f"{quote_identifier(left)} IS NOT NULL" for left, _ in source.on]
+        source_valid = [f"k{i} IS NOT NULL" for i in range(len(source.on))]
+        if unit is not None:
+            spine_valid.append(f"__fs_t_{unit} IS NOT NULL")
+            source_valid.append("t IS NOT NULL")
+        spine_side = f"(SELECT * FROM {quote_identifier(rows_name)} WHERE {' AND '.join(spine_valid) or 'TRUE'})"
+        source_side = f"(SELECT * FROM {quote_identifier(source_name)} WHERE {' AND '.join(source_valid) or 'TRUE'})"
+        pairs = connection.sql(
+            f"SELECT s.__fs_row, f.__fs_rid FROM {spine_side} AS s "
+            f"{'ASOF JOIN' if unit is not None else 'JOIN'} {source_side} AS f "
+            f"ON {' AND '.join(conditions) or 'TRUE'}{where}"
+        ).fetchnumpy()
+    finally:
+        connection.unregister(source_name)
+    rows = np.asarray(pairs["__fs_row"], dtype=np.int64)
+    if unit is None and len(np.unique(rows)) != len(rows):  # a key with several rows in a source without time
+        _raise_duplicate_keys(connection, quote_identifier(rows_name), [source])
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.asarray(pairs["__fs_rid"], dtype=np.int64)
+    return pa.array(position, mask=position < 0)
 
 
 def point_in_time_sql(
@@ -176,8 +266,10 @@ def _build_sql(
     spine_time: str,
     sources: Sequence[PointInTimeSource],
     spine_columns: Sequence[str] | None,
+    units_out: list[str | None] | None = None,
 ) -> tuple[str, bool]:
-    """The statement, and whether its result ends with the spine row number for the duplicate-key check."""
+    """The statement, and whether its result ends with the spine row number for the duplicate-key check;
+    ``units_out`` receives each source's time unit (None: no time condition), all checks done."""
     spine_types = _column_types(connection, spine, "the spine")
     spine_time_type = _time_type(spine_types, spine_time, "the spine", "spine_time")
     outputs = list(spine_types) if spine_columns is None else list(spine_columns)
@@ -197,6 +289,8 @@ def _build_sql(
     for index, source in enumerate(sources):
         types = _column_types(connection, source.relation, f"feature group {source.name}")
         unit = _check_source(source, types, spine_types, spine_time_type)
+        if units_out is not None:
+            units_out.append(unit)
         names = [output for _, output in source.columns]
         clashes = sorted({n for n in names if n in outputs} | {n for n in names if names.count(n) > 1})
         if clashes:
@@ -240,13 +334,18 @@ def _build_sql(
     )
 
 
-def _source_sql(source: PointInTimeSource, unit: str | None) -> str:
+def _source_sql(source: PointInTimeSource, unit: str | None, latest: int | None = None) -> str:
     """The source as a subquery of aliased columns: keys ``k0..``, event time ``t`` (epoch integer), values
-    ``c0..``; for a source that may have ties, one row per keys + time whose values are the struct ``v``."""
+    ``c0..``; for a source that may have ties, one row per keys + time whose values are the struct ``v``.
+    ``latest``: leave out rows newer than this epoch (the spine's latest time: no spine row can match them)."""
     keys = [f"{quote_identifier(right)} AS k{i}" for i, (_, right) in enumerate(source.on)]
     time = [f"{_epoch(quote_identifier(source.event_time), unit)} AS t"] if unit is not None else []
     values = [f"{quote_identifier(column)} AS c{i}" for i, (column, _) in enumerate(source.columns)]
     inner = f"SELECT {', '.join(keys + time + values)} FROM {source.relation}"
+    if unit is not None:  # (DuckDB's ASOF operator would pair a null time with a null spine time)
+        inner += f" WHERE {quote_identifier(source.event_time)} IS NOT NULL"
+        if latest is not None:
+            inner += f" AND {_epoch(quote_identifier(source.event_time), unit)} <= {int(latest)}"
     if source.unique:
         return f"({inner})"
     # max over a struct compares the values left to right: the same tied row wins on every run
