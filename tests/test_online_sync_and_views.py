@@ -48,6 +48,24 @@ def test_sync_writes_latest_guards_older_and_propagates_deletes(fs) -> None:
     assert fg.last_online_sync.keys_deleted == 1 and fg.get_online([("b",)]) == [None]
 
 
+def test_full_sync_of_a_key_living_in_two_partitions_keeps_the_newest(fs) -> None:
+    """A full sync streams the snapshot file by file without a uniqueness pass: a key in two partitions (two
+    files) is settled by the guard, whichever file comes first."""
+    fg = _sensors(fs)
+    many = [(f"s{i}", "x", T, float(i)) for i in range(2500)]  # several write batches per file
+    fg.insert(_rows(*many, ("a", "x", T + timedelta(hours=1), 2.0), ("b", "x", T, 3.0)))
+    fg.insert(_rows(("a", "y", T, 1.0), ("b", "y", T + timedelta(hours=1), 4.0)))  # other partition, same keys
+    assert fg.count() == 2504
+    fs.online_store.client.flushdb()
+    result = fg.sync_online(full=True)
+    assert result.full and result.rows_offered == 2504
+    assert fg.get_online([("a",), ("b",), ("s2499",)]) == [
+        {"sensor": "a", "site": "x", "ts": T + timedelta(hours=1), "value": 2.0},  # newer in the first file
+        {"sensor": "b", "site": "y", "ts": T + timedelta(hours=1), "value": 4.0},  # newer in the second file
+        {"sensor": "s2499", "site": "x", "ts": T, "value": 2499.0},
+    ]
+
+
 def test_wiped_online_store_is_fully_resynced(fs) -> None:
     fg = _sensors(fs)
     fg.insert(_rows(("a", "x", T, 1.0), ("b", "y", T, 2.0)))

@@ -9,10 +9,11 @@ import json
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -292,6 +293,23 @@ class HudiTableReader:
         files = self.base_files(as_of)
         instant = self.resolve_as_of(as_of) if as_of is not None and columns is None else None
         return self._scan(files, self._projection(columns, with_meta, instant), where)
+
+    def read_by_file(self, columns: Sequence[str] | None = None, with_meta: bool = False) -> Iterator[pa.Table]:
+        """The latest snapshot one base file at a time (sorted by path), the next file read in a background thread
+        while the caller works on the current one. Within one file every record key appears once (one file group
+        holds a key per partition), which is what callers streaming rows to a store rely on."""
+        files = sorted(self.base_files())
+        projection = self._projection(columns, with_meta)
+        if not files:
+            yield self._scan([], projection, None)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="fs-hudi-prefetch") as pool:
+            pending = pool.submit(self._scan, files[:1], projection, None)
+            for index in range(1, len(files) + 1):
+                current = pending.result()
+                if index < len(files):
+                    pending = pool.submit(self._scan, files[index : index + 1], projection, None)
+                yield current
 
     @_one_table
     def read_changes(

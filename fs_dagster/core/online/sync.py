@@ -103,7 +103,16 @@ def sync_feature_group(
             gone_keys = set(layout.encode_keys(gone)) - set(layout.encode_keys(still))
             deleted = online.delete(sorted(gone_keys))
     else:
-        rows = reader.read(columns=[COMMIT_TIME, *data_columns], with_meta=False)
+        # file by file, the next read while this one is written: keys are unique within a base file, so no
+        # uniqueness pass is needed; a key in several partitions (files) is settled by the guard (a batch with a
+        # key that exists goes to the guarded script)
+        offered = written = 0
+        for part in reader.read_by_file(columns=[COMMIT_TIME, *data_columns], with_meta=False):
+            offered += part.num_rows
+            written += online.write(layout, part.drop_columns([COMMIT_TIME]), part[COMMIT_TIME],
+                                    spec.online_ttl_seconds, unique_keys=True)
+        online.set_marker(layout.sync_marker_key, latest)
+        return OnlineSyncResult(None, latest, True, offered, written, 0, time.perf_counter() - started)
     keys = _unique_keys(rows, layout)
     if keys is None:
         rows = latest_per_key(rows, spec)
