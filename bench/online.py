@@ -354,8 +354,10 @@ class Bench:
         instants = raw[COMMIT_TIME]
         write = s.online.write
         if hasattr(layout, "encode_rows"):
-            best("unique-key check (`pc.unique` of the keys)", lambda: sync_module._unique_keys(raw, layout))
-            best("`latest_per_key` (sort; only when keys repeat)", lambda: latest_per_key(raw, fg.spec))
+            best("unique-key check (`pc.unique`; incremental syncs only)",
+                 lambda: sync_module._unique_keys(raw, layout))
+            best("`latest_per_key` (sort; incremental syncs with repeated keys only)",
+                 lambda: latest_per_key(raw, fg.spec))
             best("encode keys + values (vectorized)", lambda: layout.encode_rows(data, instants))
             write = functools.partial(write, unique_keys=True)
         else:  # (an older checkout, for before/after runs: python <old tree>/bench/online.py)
@@ -404,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
               "undecoded.\n")
         print(bench.reads.render())
         print()
-        print("Sync includes the Hudi read, latest row per key, encoding and guarded writes; the replays write "
-              "the same pre-encoded keys/values unguarded (MSET batches of 1,000 pairs).\n")
+        print("Sync includes the Hudi read (file by file, the next file prefetched), encoding and guarded writes "
+              "(MSETNX for new keys); the replays write the same pre-encoded keys/values unguarded (MSET batches "
+              "of 1,000 pairs).\n")
         print(bench.syncs.render())
         print()
         print(bench.extra.render())
