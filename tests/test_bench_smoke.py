@@ -1,4 +1,4 @@
-"""Smoke test of the offline store benchmark: ``bench/offline.py --quick`` runs and prints its table.
+"""Smoke tests of the benchmarks: ``bench/*.py --quick`` runs and prints its tables.
 
 Performance never gates tests: no timing or ratio is asserted, only that every figure was measured and printed.
 """
@@ -71,3 +71,18 @@ def test_online_benchmark_quick_prints_the_tables() -> None:
     assert len(latencies) >= 12 and all(float(a) > 0 and float(b) > 0 for a, b in latencies), out
     assert len(re.findall(r"rows/s \(\d+\.\d+ s\)", out)) >= 6, out  # ours and both replays, two sync rows
     assert "Total run time" in out
+
+
+TRAINING_SCRIPT = ROOT / "bench" / "training.py"
+
+
+@pytest.mark.timeout(300)
+def test_training_benchmark_quick_prints_the_table() -> None:
+    out = _run_quick(TRAINING_SCRIPT)
+    assert "| spine rows | fs-dagster `read_view_data` | raw DuckDB ASOF JOIN (floor) |" in out
+    assert "cores" in out
+    for size in ("10,000", "50,000"):
+        assert f"| {size} |" in out, out
+    ratios = re.findall(r"\| (\d+\.\d\d)x \|", out)
+    assert len(ratios) == 2 and all(float(r) > 0 for r in ratios), out  # ours beside the floor, both sizes
+    assert "Scaling (ours" in out and "Total run time" in out
