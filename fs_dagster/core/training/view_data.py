@@ -154,10 +154,7 @@ def read_view_data(
         joined = point_in_time_join(connection, spine_input, time_column, sources, spine_columns=spine_columns)
     finally:
         connection.close()
-    # root features come from the spine under their source names: give them their view names
-    renames = {c.source: c.name for c in root_columns} if spine is None else {}
-    names = [renames.get(n, n) if n not in keys and n != time_column else n for n in joined.column_names]
-    joined = joined.rename_columns(names)
+    # (root features keep their names in the view: the root is never prefixed)
     return joined.select(output_columns(view, time_column, labels))
 
 
