@@ -203,6 +203,12 @@ def test_batch_data_windows_and_as_of(fs) -> None:
     assert list(only.columns) == view.feature_names
     with pytest.raises(InvalidDataError, match="init_serving"):
         view.get_batch_data(hours(5), hours(8), transformed=True)
+    td = view.create_train_test_split(test_size=0.5, seed=9)
+    view.init_serving(td.transformations)
+    scaled = view.get_batch_data(hours(5), hours(8), transformed=True)
+    params = td.transformations.params["distance"]
+    raw = view.get_batch_data(hours(5), hours(8))
+    assert scaled["distance"].tolist() == pytest.approx(((raw["distance"] - params["mean"]) / params["std"]).tolist())
 
 
 def test_a_spine_table_and_lookbacks(fs) -> None:
