@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fs_dagster import FeatureStore
-from fs_dagster.core.errors import InvalidDataError
+from fs_dagster.core import feature_view
+from fs_dagster.core.errors import InvalidDataError, NotFoundError
 from fs_dagster.core.online import pipeline
 from fs_dagster.core.online.codec import HEADER_BYTES, OnlineLayout, _plain_values, msgpack_column
 from fs_dagster.core.online.embedded import EmbeddedValkey
@@ -356,5 +357,52 @@ def test_vectors_of_wide_groups_decode_in_one_call(tmp_path) -> None:
         vectors = view.get_feature_vectors([{"id": 2}, {"id": 1}])
         assert vectors == [[-i for i in range(17)] + ["b", T], list(range(17)) + ["a", T]]
         assert vectors == view.get_feature_vectors([{"id": 2}, {"id": 1}], passed_features=[{"x": 0}] * 2)
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+def test_big_batches_are_looked_up_in_pipelined_pieces(tmp_path, monkeypatch) -> None:
+    """A big batch is fetched as several pipelined MGETs (each piece assembled while the server reads the next);
+    the vectors, the missing-row handling and the errors are those of the one-MGET path, and a piece that fails
+    after earlier ones were sent leaves no stale replies on the connection."""
+    monkeypatch.setattr(feature_view, "_PIECES_MIN_ENTRIES", 4)
+    monkeypatch.setattr(feature_view, "_PIECE_ENTRIES", 3)
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        weather = fs.get_or_create_feature_group(
+            "weather", primary_key=["origin", "hour"], event_time="hour", online_enabled=True)
+        hours = [T + timedelta(hours=h) for h in range(5)]
+        weather.insert(pd.DataFrame({"origin": ["JFK"] * 5 + ["LGA"] * 5, "hour": hours * 2,
+                                     "temp": np.arange(10) / 2}))
+        planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
+        planes.insert(pd.DataFrame({"tailnum": ["N1", "N2"], "seats": [150, 9]}))
+        view = fs.get_or_create_feature_view(
+            "v", 1, weather.select_all().join(planes.select_all(), left_on=["tailnum"]))
+        entries = [{"origin": o, "hour": h, "tailnum": t} for o in ("JFK", "LGA") for h in hours for t in ("N1", "N2")]
+        expected = [[(5 * (e["origin"] == "LGA") + hours.index(e["hour"])) / 2, 150 if e["tailnum"] == "N1" else 9]
+                    for e in entries]
+        client = fs.online_store.client
+
+        def mgets() -> int:
+            return client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+
+        before = mgets()
+        assert view.get_feature_vectors(entries) == expected
+        assert mgets() - before == 7  # 20 entries in pieces of 3
+        assert view.get_feature_vectors(entries, passed_features=[{"unused": 1}] * 20) == expected  # one MGET
+
+        unknown = [*entries[:17], {**entries[17], "tailnum": "N9"}, *entries[18:]]  # missing in the 6th piece
+        with pytest.raises(NotFoundError, match="N9"):
+            view.get_feature_vectors(unknown)
+        assert view.get_feature_vectors(unknown, allow_missing=True) == [
+            [v[0], None] if i == 17 else v for i, v in enumerate(expected)]
+        assert view.get_feature_vectors(unknown, allow_missing=True, return_type="pandas")["seats"].isna().sum() == 1
+
+        # pieces 1-5 (other rows than the next call's) are sent before the 6th piece's keys are built
+        lacking = [*reversed(entries[:16]), {"origin": "JFK", "hour": T}, *entries[17:]]
+        with pytest.raises(InvalidDataError, match=r"lacks serving key\(s\) \['tailnum'\]"):
+            view.get_feature_vectors(lacking)
+        assert view.get_feature_vectors(entries) == expected  # the connection is clean
+        assert view.get_feature_vector(entries[5]) == expected[5]
     finally:
         EmbeddedValkey(fs.root).stop()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -397,23 +397,15 @@ class FeatureView:
         plan = self._serving_plan()
         key_columns = plan.key_columns
         n = len(entries)
-        keys = plan.keys(entries)
-        if keys is None:  # an entry lacks a serving key (or is not a mapping): find it for the error
-            for entry in entries:
-                for group_keys in key_columns:
-                    missing = [k for k in group_keys if k not in entry]
-                    if missing:
-                        raise InvalidDataError(
-                            f"feature view {self.name}: entry lacks serving key(s) {missing}; needs "
-                            f"{self.serving_keys}"
-                        )
-            keys = [layout.key_for([e[k] for k in group_keys]) for group_keys, layout in zip(key_columns, layouts)
-                    for e in entries]
-        raw = self._store.online_store.mget(keys)  # group by group: raw[g * n:(g + 1) * n] is group g
         transformations = self._transformations_for_serving()
         names = [c.name for c in plan.wanted]
-        if plan.fast and None not in raw and not any(passed):  # every row found, nothing passed: column-wise
-            vectors = plan.assemble(entries, raw)
+        if plan.fast and n >= _PIECES_MIN_ENTRIES and not any(passed):
+            raw, vectors = self._fetch_in_pieces(plan, entries)
+        else:
+            raw, vectors = self._fetch(plan, entries), None
+            if plan.fast and None not in raw and not any(passed):  # every row found, nothing passed: column-wise
+                vectors = plan.assemble(entries, raw)
+        if vectors is not None:
             if transformations:
                 vectors = [transformations.transform_vector(names, vector) for vector in vectors]
             return vectors
@@ -446,6 +438,54 @@ class FeatureView:
                 vector.append(None if row is None else row[positions[column.group_index][column.source]])
             vectors.append(transformations.transform_vector(names, vector) if transformations else vector)
         return vectors
+
+    def _fetch(self, plan: _ServingPlan, entries: list[dict[str, Any]]) -> list[bytes | None]:
+        """The stored values of every entry, group by group: ``raw[g * n:(g + 1) * n]`` is group g."""
+        keys = plan.keys(entries)
+        if keys is None:  # an entry lacks a serving key (or is not a mapping): find it for the error
+            for entry in entries:
+                for group_keys in plan.key_columns:
+                    missing = [k for k in group_keys if k not in entry]
+                    if missing:
+                        raise InvalidDataError(
+                            f"feature view {self.name}: entry lacks serving key(s) {missing}; needs "
+                            f"{self.serving_keys}"
+                        )
+            keys = [layout.key_for([e[k] for k in group_keys])
+                    for group_keys, layout in zip(plan.key_columns, plan.layouts) for e in entries]
+        return self._store.online_store.mget(keys)
+
+    def _fetch_in_pieces(self, plan: _ServingPlan, entries: list[dict[str, Any]],
+                         ) -> tuple[list[bytes | None], list[list[Any]] | None]:
+        """:meth:`_fetch` of a big batch as a few pipelined MGETs, each piece assembled column-wise while the
+        server looks up the next (hides most of the server's share, ~a third of a 1,000-entity lookup). Returns the raw
+        values and the vectors, or None for them if a row is missing (the caller then takes the per-entry path)."""
+        n = len(entries)
+        size = -(-n // -(-n // _PIECE_ENTRIES))  # equal pieces of about _PIECE_ENTRIES
+        bounds = [(a, min(n, a + size)) for a in range(0, n, size)]
+
+        def keys_of(a: int, b: int) -> Callable[[], list[bytes]]:
+            def build() -> list[bytes]:
+                keys = plan.keys(entries[a:b])
+                if keys is None:
+                    raise _MissingServingKey()
+                return keys
+            return build
+
+        def handle(i: int, raw: list[bytes | None]) -> tuple[list[bytes | None], list[list[Any]] | None]:
+            a, b = bounds[i]
+            return raw, (plan.assemble(entries[a:b], raw) if None not in raw else None)
+
+        try:
+            results = self._store.online_store.mget_pieces([keys_of(a, b) for a, b in bounds], handle)
+        except _MissingServingKey:
+            return self._fetch(plan, entries), None  # (raises the error naming the key)
+        if all(vectors is not None for _, vectors in results):
+            return [], [vector for _, vectors in results for vector in vectors]
+        groups = len(plan.layouts)
+        raw = [value for g in range(groups) for (a, b), (piece, _) in zip(bounds, results)
+               for value in piece[g * (b - a):(g + 1) * (b - a)]]
+        return raw, None
 
     def _serving_plan(self) -> _ServingPlan:
         if self._plan is None:
@@ -481,6 +521,12 @@ class FeatureView:
 # objects can form a cycle, so the collector is paused for big batches (msgpack gives the same advice for large
 # unpacks) and resumed right after; small lookups allocate too little to matter.
 _GC_PAUSE_MIN_ENTRIES = 64
+_PIECES_MIN_ENTRIES = 256  # batches this big are looked up in pieces of about _PIECE_ENTRIES (pipelined MGETs)
+_PIECE_ENTRIES = 200  # (measured on 1,000-entity batches: 1 piece 2.0x the raw MGET, 3 pieces 1.4x, 4-8 1.3x)
+
+
+class _MissingServingKey(Exception):
+    """An entry of a batch lacks a serving key (found again, for the error, by the single-MGET path)."""
 
 
 @contextmanager

@@ -324,6 +324,17 @@ class OnlineStore:
 
         return self._call("read", self._on_connection, pipeline.mget, keys)
 
+    def mget_pieces(self, pieces: Sequence[Callable[[], Sequence[bytes]]],
+                    handle: Callable[[int, list[bytes | None]], Any]) -> list[Any]:
+        """``handle(i, values of piece i's keys)`` for every piece, pieces pipelined in one round trip: each piece's
+        keys are built (``pieces[i]()``) while the server looks up the previous one, and each piece is handled while
+        the server answers the later ones. Returns the handles' results (one MGET each in cluster mode)."""
+        if self.config.cluster:
+            return [handle(i, self.mget(piece())) for i, piece in enumerate(pieces)]
+        from fs_dagster.core.online import pipeline
+
+        return self._call("read", self._on_connection, pipeline.mget_pieces, pieces, handle)
+
     def get(self, layout: OnlineLayout, entities: Iterable[Sequence[Any]]) -> list[tuple | None]:
         keys = [layout.key_for(e) for e in entities]
         return layout.decode_many(self.mget(keys))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -403,6 +403,22 @@ _BULK_HEADS = [b"$%d" % size for size in range(1024)]  # RESP bulk-string heads 
 
 def mget(connection: Any, keys: Sequence[bytes]) -> list[bytes | None]:
     """MGET of ``keys``, packed in one join (valkey-py packs each of them in Python)."""
+    connection.send_packed_command([_packed_mget(keys)], check_health=False)
+    return connection.read_response(disable_decoding=True)
+
+
+def mget_pieces(connection: Any, pieces: Sequence[Callable[[], Sequence[bytes]]],
+                handle: Callable[[int, list[bytes | None]], Any]) -> list[Any]:
+    """One MGET per piece, pipelined: piece ``i + 1``'s keys are built while the server looks up piece ``i``, and
+    ``handle(i, values)`` of a piece runs while the server answers the later ones. Returns the handles' results.
+    (Any exception leaves replies unread: the caller drops the connection, as :meth:`OnlineStore._on_connection`
+    does.)"""
+    for piece in pieces:
+        connection.send_packed_command([_packed_mget(piece())], check_health=False)
+    return [handle(i, connection.read_response(disable_decoding=True)) for i in range(len(pieces))]
+
+
+def _packed_mget(keys: Sequence[bytes]) -> bytes:
     n = len(keys)
     parts: list[bytes] = [b""] * (2 * n + 2)
     parts[0] = b"*%d\r\n$4\r\nMGET" % (n + 1)
@@ -411,5 +427,4 @@ def mget(connection: Any, keys: Sequence[bytes]) -> list[bytes | None]:
         parts[1:-1:2] = [_BULK_HEADS[size] for size in map(len, keys)]
     except IndexError:  # a key longer than the table: its head is made for it
         parts[1:-1:2] = [b"$%d" % size for size in map(len, keys)]
-    connection.send_packed_command([b"\r\n".join(parts)], check_health=False)
-    return connection.read_response(disable_decoding=True)
+    return b"\r\n".join(parts)
