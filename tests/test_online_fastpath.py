@@ -253,6 +253,47 @@ def test_a_batch_changed_meanwhile_is_tried_again(server, monkeypatch) -> None:
     admin.close()
 
 
+def test_concurrent_writers_over_existing_keys_end_with_the_newest_value(server, monkeypatch) -> None:
+    """Writers racing over the same existing keys (optimistic transactions on two lanes each, retries, the script
+    for batches still contended): every key ends with the value of the highest header, as if written one by one."""
+    import random
+    import threading
+
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 64)
+    n_keys, writers = 1500, 4
+    layout = _layout(SCHEMA)
+    rng = random.Random(5)
+    seconds = [rng.sample(range(writers), writers) for _ in range(n_keys)]  # per key: each writer's event time
+    instants = [f"2024010100000{w:04d}" for w in range(writers)]
+    tables = [_table([(f"k{i}", 1 + seconds[i][w], 1000 * w + i) for i in rng.sample(range(n_keys), n_keys)])
+              for w in range(writers)]
+    setup = _store(server, batch_size=25)
+    setup.write(layout, _table([(f"k{i}", 0, -1) for i in range(n_keys)]), I1)  # older values: every key exists
+    setup.close()
+    counts: list[int] = []
+    failures: list[BaseException] = []
+
+    def write(w: int) -> None:
+        store = _store(server, batch_size=25)
+        try:
+            counts.append(store.write(layout, tables[w], instants[w]))
+        except BaseException as exc:  # (reported by the main thread)
+            failures.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    winner = [max(range(writers), key=lambda w: seconds[i][w]) for i in range(n_keys)]
+    stored = _store(server).get(layout, [(f"k{i}",) for i in range(n_keys)])
+    assert [row[-1] for row in stored] == [1000 * winner[i] + i for i in range(n_keys)]
+    assert n_keys <= sum(counts) <= writers * n_keys
+
+
 @pytest.mark.parametrize("denied", ["msetnx", "watch", "mset"])
 def test_an_acl_without_msetnx_or_transactions_falls_back_to_the_script(server, denied) -> None:
     admin = valkey.Valkey(host=server.host, port=server.port)

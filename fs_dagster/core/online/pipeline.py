@@ -260,7 +260,9 @@ def watched_write(connection: Any, rows: EncodedRows | ChunkedEncoding, batch_si
                 stream.flush()
                 check(_reply(connection))
                 ok = _compare(check(_reply(connection)), part.headers())
-                settle((a, b, send_write(frame_pairs(part), ok, 0, b - a)))
+                count = send_write(frame_pairs(part), ok, 0, b - a)
+                stream.flush()
+                settle((a, b, count))
         to_script += retry  # still contended: the script does them atomically
     except _AclRefused:
         connection.disconnect()  # replies may still be on the way; a fresh connection is simpler
@@ -379,6 +381,7 @@ def _guarded_write(
         state["written"] += written
         for a, b in to_script:
             send_script(rows, a, b)
+        stream.flush()  # (the chunks below flush too, but there may be none: a write's last batches contended)
     step = chunk_rows(batch_size)
     for chunk_start in range(start, n, step):
         chunk = rows.slice(chunk_start, min(n, chunk_start + step))
