@@ -162,6 +162,9 @@ def test_reader_matches_hudi_rs(name: str) -> None:
     assert plain.schema == data_only(expected).schema
     assert sorted_rows(plain) == sorted_rows(expected, drop_meta=True)
     assert reader.schema() == data_only(expected).schema
+    by_file = pa.concat_tables(reader.read_by_file(with_meta=True))  # (the full online sync's read)
+    assert by_file.schema == expected.schema
+    assert sorted_rows(by_file) == sorted_rows(expected)
 
 
 @pytest.mark.parametrize("name", ALL_TABLES)

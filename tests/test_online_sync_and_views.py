@@ -66,6 +66,17 @@ def test_full_sync_of_a_key_living_in_two_partitions_keeps_the_newest(fs) -> Non
     ]
 
 
+def test_a_new_feature_resyncs_every_row_including_files_written_before_it(fs) -> None:
+    """A new column changes the layout (schema id in the key), so the next sync is a full one; it reads files that
+    predate the column (other partitions) with the column as nulls."""
+    fg = _sensors(fs)
+    fg.insert(_rows(("a", "x", T, 1.0), ("b", "y", T, 2.0)))
+    fg.insert(_rows(("c", "y", T, 3.0)).assign(unit="C"))  # only site y's file gains the column
+    assert fg.last_online_sync.full and fg.last_online_sync.keys_written == 3
+    assert [(r["value"], r["unit"]) for r in fg.get_online([("a",), ("b",), ("c",)])] == [
+        (1.0, None), (2.0, None), (3.0, "C")]
+
+
 def test_wiped_online_store_is_fully_resynced(fs) -> None:
     fg = _sensors(fs)
     fg.insert(_rows(("a", "x", T, 1.0), ("b", "y", T, 2.0)))

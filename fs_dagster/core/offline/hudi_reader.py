@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hudi import HudiQueryType, HudiReadOptions, HudiTable
 
 from fs_dagster.core.errors import CommitNotFoundError, IncompatibleTableError
@@ -304,12 +305,29 @@ class HudiTableReader:
             yield self._scan([], projection, None)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="fs-hudi-prefetch") as pool:
-            pending = pool.submit(self._scan, files[:1], projection, None)
+            pending = pool.submit(self._read_file, files[0], projection)
             for index in range(1, len(files) + 1):
                 current = pending.result()
                 if index < len(files):
-                    pending = pool.submit(self._scan, files[index : index + 1], projection, None)
+                    pending = pool.submit(self._read_file, files[index], projection)
                 yield current
+
+    def _read_file(self, path: str, columns: list[str]) -> pa.Table:
+        """One base file as the snapshot has it: with pyarrow's Parquet reader (~3x faster than a DuckDB scan of
+        it) when its columns have the table's types, else (another writer's physical types) with the DuckDB scan;
+        columns the file predates (schema evolution) are nulls, as in a snapshot read."""
+        expected = self._schema_of(columns)
+        parquet = pq.ParquetFile(path)
+        stored = parquet.schema_arrow
+        present = [c for c in columns if stored.get_field_index(c) >= 0]
+        if all(stored.field(c).type == expected.field(c).type for c in present):
+            table = parquet.read(columns=present)
+        else:
+            table = self._scan([path], present, None)
+        if len(present) < len(columns):
+            table = pa.table([table[c] if c in present else pa.nulls(table.num_rows, expected.field(c).type)
+                              for c in columns], names=columns)
+        return table.cast(expected) if table.schema != expected else table
 
     @_one_table
     def read_changes(
