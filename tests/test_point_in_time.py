@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
-from fs_dagster.core.training.point_in_time import PointInTimeSource, point_in_time_join, point_in_time_sql
+from fs_dagster.core.training.point_in_time import PointInTimeSource, point_in_time_join
 
 # --- the oracle's world: every time is an integer count of nanoseconds since the epoch (UTC) ------------------
 
@@ -437,9 +437,3 @@ def test_same_files_give_identical_tables(tmp_path: Path) -> None:
     # an Arrow spine of the same rows gives the same table
     from_arrow = point_in_time_join(duckdb.connect(), spine, "ts", sources)
     assert from_arrow.equals(results[0])
-
-
-def test_sql_is_one_statement_ordered_by_spine_row(refusal_con) -> None:
-    refusal_con.register("spine", SPINE)
-    sql = point_in_time_sql(refusal_con, "spine", "ts", [_feats(lookback=timedelta(hours=1))])
-    assert sql.count("ASOF LEFT JOIN") == 1 and sql.rstrip().endswith("ORDER BY s.spine_row")

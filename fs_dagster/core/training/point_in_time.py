@@ -5,8 +5,7 @@ keys whose event time is the greatest one ``<= ts`` (and ``> ts - lookback`` whe
 gives that source's columns; no such row gives nulls. A null spine time or a null key matches nothing. A source
 without an event time is joined on its keys alone (a dimension table: one row per key).
 
-The join is one DuckDB statement of chained ``ASOF LEFT JOIN``s (``LEFT JOIN`` for sources without an event time)
-fetched straight to Arrow: one output row per spine row, spine duplicates kept, in spine order.
+The output is one row per spine row, spine duplicates kept, in spine order: the spine's columns, then each source's.
 
 Times: event times may be ``DATE`` (midnight UTC), ``TIMESTAMP`` of any precision (naive = UTC) or ``TIMESTAMP WITH
 TIME ZONE`` (an instant, whatever its zone; DuckDB keeps these to the microsecond). Both sides are compared as
@@ -19,9 +18,9 @@ order, ``read_parquet([...])`` reads its files in list order (a glob is sorted) 
 filters keep that order. Each source is then matched with an ``ASOF JOIN`` of only (spine row number, keys, time)
 against (keys, time, source row number); the matches are scattered into one position per spine row and the
 source's columns gathered with Arrow ``take``. So the output is in spine order without sorting wide rows, and the
-same files give the same output on every run and at any thread count. (:func:`point_in_time_sql` shows the same
-join as one statement sorted by the spine row number: 1.2x the bare ``ASOF`` query at 1M rows, 1.7x at 5M, which
-is why it is not what runs.) Null times and null keys never match.
+same files give the same output on every run and at any thread count. (One statement of chained ``ASOF LEFT JOIN``s
+sorted by the spine row number, the first version, took 1.2x the bare ``ASOF`` query at 1M rows and 1.7x at 5M.)
+Null times and null keys never match.
 
 Ties (two source rows with the same keys and event time, or with the same keys in a source without event time):
 a feature group has none when the join keys and event time cover its primary key (its Hudi record key), so a
@@ -140,8 +139,7 @@ def point_in_time_join(
             spine = quote_identifier(registered)
         if zone != "UTC":
             connection.execute("SET TimeZone = 'UTC'")
-        units: list[str | None] = []
-        _build_sql(connection, spine, spine_time, sources, spine_columns, units)  # (all checks)
+        units = _validate(connection, spine, spine_time, sources, spine_columns)
         return _gather_join(connection, spine, spine_time, sources, spine_columns, units)
     finally:
         if zone != "UTC":
@@ -161,8 +159,8 @@ def _gather_join(
     """Runs the join without sorting wide rows: the spine is fetched once, in scan order; per source, an ASOF
     JOIN of only (spine row number, keys, time) against (keys, time, source row number) tells which source row
     each spine row gets, scattered into a position array, and the source's columns are gathered with Arrow
-    ``take``. The same rows, values and types as :func:`point_in_time_sql`'s single statement, which sorts whole
-    output rows by the spine row number instead (1.2x the raw ASOF query at 1M rows, 1.7x at 5M)."""
+    ``take``. The same rows, values and types as one statement of chained ``ASOF LEFT JOIN``s would give, which
+    sorts whole output rows by the spine row number instead (1.2x the raw ASOF query at 1M rows, 1.7x at 5M)."""
     spine_names = list(_column_types(connection, spine, "the spine")) if spine_columns is None else list(spine_columns)
     needed = list(dict.fromkeys([*spine_names, *(left for source in sources for left, _ in source.on)]))
     times = sorted({unit for unit in units if unit is not None})
@@ -244,53 +242,27 @@ def _positions(connection: duckdb.DuckDBPyConnection, rows_name: str, values: pa
     return pa.array(position, mask=position < 0)
 
 
-def point_in_time_sql(
-    connection: duckdb.DuckDBPyConnection,
-    spine: str,
-    spine_time: str,
-    sources: Sequence[PointInTimeSource],
-    spine_columns: Sequence[str] | None = None,
-) -> str:
-    """The statement :func:`point_in_time_join` runs (checked against the connection's schemas). For an Arrow
-    spine, register it on the connection and pass its quoted name. Sources without event time that are trusted
-    to be unique add a last column with the spine row number (the join's duplicate-key check)."""
-    return _build_sql(connection, spine, spine_time, sources, spine_columns)[0]
+# --- checks -----------------------------------------------------------------------------------------------
 
 
-# --- building the statement --------------------------------------------------------------------------------
-
-
-def _build_sql(
+def _validate(
     connection: duckdb.DuckDBPyConnection,
     spine: str,
     spine_time: str,
     sources: Sequence[PointInTimeSource],
     spine_columns: Sequence[str] | None,
-    units_out: list[str | None] | None = None,
-) -> tuple[str, bool]:
-    """The statement, and whether its result ends with the spine row number for the duplicate-key check;
-    ``units_out`` receives each source's time unit (None: no time condition), all checks done."""
+) -> list[str | None]:
+    """Every check of the join's inputs (see :func:`point_in_time_join`'s Raises) before any work; returns each
+    source's time unit (``"us"``/``"ns"``; None: joined on keys alone)."""
     spine_types = _column_types(connection, spine, "the spine")
     spine_time_type = _time_type(spine_types, spine_time, "the spine", "spine_time")
     outputs = list(spine_types) if spine_columns is None else list(spine_columns)
     _require(spine_types, outputs, "the spine", "spine_columns")
     _check_unique_names(outputs, "the spine")
-
-    # every spine column the statement reads gets a short alias, so no spine name can clash with the helpers
-    aliases: dict[str, str] = {}
-
-    def spine_ref(column: str) -> str:
-        return "s." + quote_identifier(aliases.setdefault(column, f"s{len(aliases)}"))
-
-    select = [f"{spine_ref(c)} AS {quote_identifier(c)}" for c in outputs]
-    joins: list[str] = []
-    units: set[str] = set()
-    check_rows = False
-    for index, source in enumerate(sources):
+    units: list[str | None] = []
+    for source in sources:
         types = _column_types(connection, source.relation, f"feature group {source.name}")
-        unit = _check_source(source, types, spine_types, spine_time_type)
-        if units_out is not None:
-            units_out.append(unit)
+        units.append(_check_source(source, types, spine_types, spine_time_type))
         names = [output for _, output in source.columns]
         clashes = sorted({n for n in names if n in outputs} | {n for n in names if names.count(n) > 1})
         if clashes:
@@ -299,39 +271,7 @@ def _build_sql(
                 "earlier source, or twice from this one; give the features distinct names (e.g. a prefix)"
             )
         outputs += names
-        if not source.columns:  # nothing to bring in (e.g. a group whose columns are all labels, labels off)
-            continue
-        alias = f"f{index}"
-        conditions = [f"{spine_ref(left)} = {alias}.k{i}" for i, (left, _) in enumerate(source.on)]
-        if unit is not None:
-            units.add(unit)
-            conditions.append(f"{alias}.t <= s.t_{unit}")
-        joins.append(
-            f"{'ASOF ' if unit else ''}LEFT JOIN {_source_sql(source, unit)} AS {alias} "
-            f"ON {' AND '.join(conditions) or 'TRUE'}"
-        )
-        for i, (_, output) in enumerate(source.columns):
-            value = f"{alias}.c{i}" if source.unique else f"{alias}.v.c{i}"
-            if source.lookback is not None:
-                # ASOF takes one inequality: the window's start is applied to the matched row. Any row inside
-                # the window is newer than everything before it, so a matched row at or before ts - lookback
-                # means the window is empty.
-                span = (source.lookback // _MICROSECOND) * (1000 if unit == "ns" else 1)
-                value = f"CASE WHEN {alias}.t > s.t_{unit} - {span} THEN {value} END"
-            select.append(f"{value} AS {quote_identifier(output)}")
-        check_rows = check_rows or (unit is None and source.unique)
-    if check_rows:
-        select.append("s.spine_row AS __fs_spine_row")
-
-    numbered = ["row_number() OVER () AS spine_row"]
-    numbered += [f"{quote_identifier(c)} AS {a}" for c, a in aliases.items()]
-    numbered += [f"{_epoch(quote_identifier(spine_time), unit)} AS t_{unit}" for unit in sorted(units)]
-    return (
-        f"SELECT {', '.join(select)}\nFROM (SELECT {', '.join(numbered)} FROM {spine}) AS s\n"
-        + "".join(join + "\n" for join in joins)
-        + "ORDER BY s.spine_row",
-        check_rows,
-    )
+    return units
 
 
 def _source_sql(source: PointInTimeSource, unit: str | None, latest: int | None = None) -> str:
