@@ -55,7 +55,8 @@ ONLINE_SCRIPT = ROOT / "bench" / "online.py"
 def test_online_benchmark_quick_prints_the_tables() -> None:
     out = _run_quick(ONLINE_SCRIPT)
     assert "| lookup | fs-dagster p50 / p99 ms | raw MGET p50 / p99 ms | raw HMGET (hashes) p50 / p99 ms |" in out
-    assert "| operation | fs-dagster | raw MSET pipeline (valkey-py) | raw pre-packed RESP |" in out
+    assert ("| operation | fs-dagster | raw MSET pipeline (valkey-py) | raw pre-packed RESP of the same commands, "
+            "unconditional, no waiting |") in out
     assert "cores" in out and "Valkey" in out
     for label in (
         "single vector, 2 feature groups",
@@ -70,6 +71,7 @@ def test_online_benchmark_quick_prints_the_tables() -> None:
     latencies = re.findall(r"\| (\d+\.\d+) / (\d+\.\d+) (?=\|)", out)
     assert len(latencies) >= 12 and all(float(a) > 0 and float(b) > 0 for a, b in latencies), out
     assert len(re.findall(r"rows/s \(\d+\.\d+ s\)", out)) >= 6, out  # ours and both replays, two sync rows
+    assert "s): MSET |" in out and "s): WATCH, MGET, MULTI, MSET, EXEC |" in out, out
     assert "Total run time" in out
 
 
