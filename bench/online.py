@@ -306,6 +306,7 @@ class Bench:
                    + resp(b"MSET", *args) + resp(b"EXEC") for i, args in zip(range(0, n, size), flat)]
         info = client.connection_pool.get_connection("MSET")
         host, port = info.host, info.port
+        auth = resp(b"AUTH", info.password.encode()) if info.password else b""  # (the embedded server has one)
         client.connection_pool.release(info)
 
         def wipe(_=None):
@@ -324,8 +325,8 @@ class Bench:
 
         def raw_resp():
             with socket.create_connection((host, port)) as sock:
-                sock.sendall(b"".join(packed))
-                want, got = len(packed) * 5, 0  # "+OK\r\n" per command
+                sock.sendall(auth + b"".join(packed))
+                want, got = (len(packed) + bool(auth)) * 5, 0  # "+OK\r\n" per command
                 while got < want:
                     chunk = sock.recv(1 << 16)
                     if not chunk:
@@ -334,9 +335,9 @@ class Bench:
 
         def raw_watched():
             with socket.create_connection((host, port)) as sock:
-                sock.sendall(b"".join(watched))
+                sock.sendall(auth + b"".join(watched))
                 reader, replies = libvalkey.Reader(), 0
-                while replies < 5 * len(watched):  # WATCH, MGET, MULTI, QUEUED, EXEC per batch
+                while replies < 5 * len(watched) + bool(auth):  # WATCH, MGET, MULTI, QUEUED, EXEC per batch
                     chunk = sock.recv(1 << 20)
                     if not chunk:
                         raise ConnectionError("server closed the connection")

@@ -52,7 +52,9 @@ def _valkey(root: str, action: str) -> int:
     if info is None:
         print("not running")
         return 3
-    print(f"running url={info.url} pid={info.pid} port={info.port}")
+    # (the URL without its password: that stays in <root>/online/password, readable by the root's owner only)
+    print(f"running url=valkey://{info.address}/0 pid={info.pid} port={info.port} "
+          f"password_file={server.dir / 'password' if info.password else '(none)'}")
     return 0
 
 

@@ -166,9 +166,42 @@ def test_embedded_ensure_running_twice_returns_the_same_server(root, connect) ->
     first = EmbeddedValkey(root).ensure_running()
     again = EmbeddedValkey(root).ensure_running()  # another instance, as another component would make
     assert again == first and EmbeddedValkey(root).status() == first
-    assert first.host == "127.0.0.1" and first.url == f"valkey://127.0.0.1:{first.port}/0"
+    assert first.host == "127.0.0.1" and first.url == f"valkey://:{first.password}@127.0.0.1:{first.port}/0"
     store = connect(OnlineStoreConfig(), embedded_root=str(root))  # the default config: the embedded server
     assert store.address == f"127.0.0.1:{first.port}" and store.ping()
+
+
+def test_embedded_server_requires_its_private_password(root, connect) -> None:
+    """Loopback is shared by every local user: the embedded server takes a password that only the owner of the
+    store root can read (not on its command line), kept across restarts."""
+    server = EmbeddedValkey(root)
+    info = server.ensure_running()
+    password_file, config_file = server.dir / "password", server.dir / "valkey.conf"
+    assert password_file.read_text() == info.password and len(info.password) >= 40
+    for private in (password_file, config_file):
+        assert private.stat().st_mode & 0o777 == 0o600, private
+    assert info.password not in server.state_path.read_text()
+    if Path("/proc").is_dir():
+        assert info.password.encode() not in Path(f"/proc/{info.pid}/cmdline").read_bytes()
+    anonymous = valkey.Valkey(host=info.host, port=info.port)
+    with pytest.raises(valkey.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+    with pytest.raises(OnlineStoreAuthError, match=f"127.0.0.1:{info.port}"):
+        connect(OnlineStoreConfig(url=f"valkey://:wrong@127.0.0.1:{info.port}/0", retries=0))
+    assert server.stop() and server.ensure_running().password == info.password  # the same after a restart
+
+
+def test_embedded_server_started_before_passwords_is_used_as_it_is(root, connect, servers_dir) -> None:
+    """A server started by an older version (state file without a password) keeps serving until it is stopped."""
+    with start_valkey(servers_dir / "older") as older:
+        server = EmbeddedValkey(root)
+        server.dir.mkdir(parents=True)
+        server.state_path.write_text(json.dumps(
+            {"host": HOST, "port": older.port, "pid": older.pid, "data_dir": str(older.directory)}))
+        info = server.status()
+        assert info is not None and info.password is None and info.url == f"valkey://{HOST}:{older.port}/0"
+        assert connect(OnlineStoreConfig(), embedded_root=str(root)).ping()
 
 
 RACER = """
@@ -202,7 +235,7 @@ def test_embedded_racing_processes_end_with_one_server(root) -> None:
 def test_embedded_data_survives_stop_and_start(root) -> None:
     server = EmbeddedValkey(root)
     info = server.ensure_running()
-    client = valkey.Valkey(host=info.host, port=info.port)
+    client = valkey.Valkey.from_url(info.url)
     client.set("fs:survivor", "1")
     client.close()
     assert server.stop() is True
@@ -210,7 +243,7 @@ def test_embedded_data_survives_stop_and_start(root) -> None:
     assert server.stop() is False  # nothing to stop
     restarted = server.ensure_running()
     assert restarted.pid != info.pid
-    client = valkey.Valkey(host=restarted.host, port=restarted.port)
+    client = valkey.Valkey.from_url(restarted.url)
     assert client.get("fs:survivor") == b"1"  # from the AOF
     client.close()
 
@@ -236,7 +269,7 @@ def test_embedded_status_of_stale_or_broken_state_file_is_none(root) -> None:
 def test_embedded_crashed_server_is_restarted_with_its_data(root) -> None:
     server = EmbeddedValkey(root)
     info = server.ensure_running()
-    client = valkey.Valkey(host=info.host, port=info.port)
+    client = valkey.Valkey.from_url(info.url)
     client.set("fs:acknowledged", "yes")  # written to the AOF before the reply: a process crash keeps it
     client.close()
     os.kill(info.pid, signal.SIGKILL)
@@ -246,7 +279,7 @@ def test_embedded_crashed_server_is_restarted_with_its_data(root) -> None:
         time.sleep(0.02)
     restarted = server.ensure_running()
     assert restarted.pid != info.pid and server.status() == restarted
-    client = valkey.Valkey(host=restarted.host, port=restarted.port)
+    client = valkey.Valkey.from_url(restarted.url)
     assert client.get("fs:acknowledged") == b"yes"
     client.close()
 
@@ -262,7 +295,8 @@ def test_cli_valkey_start_status_stop(root, capsys) -> None:
     code, out = run("start")
     info = EmbeddedValkey(root).status()
     assert code == 0 and info is not None
-    assert out == f"running url=valkey://127.0.0.1:{info.port}/0 pid={info.pid} port={info.port}\n"
+    assert out == (f"running url=valkey://127.0.0.1:{info.port}/0 pid={info.pid} port={info.port} "
+                   f"password_file={EmbeddedValkey(root).dir / 'password'}\n")  # (never the password itself)
     assert run("start") == (0, out)  # idempotent
 
     # the installed console script, as a user runs it

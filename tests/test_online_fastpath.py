@@ -202,7 +202,7 @@ def test_new_keys_take_msetnx_existing_keys_watch_and_ttl_the_script(server, mon
     monkeypatch.setattr(pipeline, "CHUNK_ROWS", 10)
     store = _store(server, batch_size=5)
     layout = _layout(SCHEMA)
-    admin = valkey.Valkey(host=server.host, port=server.port)
+    admin = valkey.Valkey.from_url(server.url)
 
     def calls() -> dict[str, int]:
         return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
@@ -235,7 +235,7 @@ def test_new_keys_take_msetnx_existing_keys_watch_and_ttl_the_script(server, mon
 def test_a_batch_changed_meanwhile_is_tried_again(server, monkeypatch) -> None:
     store = _store(server, batch_size=4)
     layout = _layout(SCHEMA)
-    admin = valkey.Valkey(host=server.host, port=server.port)
+    admin = valkey.Valkey.from_url(server.url)
     assert store.write(layout, _table([(f"k{i}", 0, i) for i in range(8)]), I1) == 8
     compare = pipeline._compare
     interfered: list[bool] = []
@@ -296,7 +296,7 @@ def test_concurrent_writers_over_existing_keys_end_with_the_newest_value(server,
 
 @pytest.mark.parametrize("denied", ["msetnx", "watch", "mset"])
 def test_an_acl_without_msetnx_or_transactions_falls_back_to_the_script(server, denied) -> None:
-    admin = valkey.Valkey(host=server.host, port=server.port)
+    admin = valkey.Valkey.from_url(server.url)
     admin.execute_command("ACL", "SETUSER", "limited", "on", ">pw-1234", "~*", "+@all", f"-{denied}")
     store = _store(server, username="limited", password="pw-1234", batch_size=4)
     layout = _layout(SCHEMA)

@@ -4,6 +4,9 @@ Started on demand by the first process that needs it and shared by every process
 workers, the webserver, serving). Its address and pid live in ``<root>/online/server.json``; its data in
 ``<root>/online/data`` with AOF persistence (``appendfsync everysec``), so a restart loses at most a second.
 Two processes racing to start it serialize on ``<root>/online/start.lock``: the second finds the first's server.
+It listens on loopback only and requires a password, generated at the first start into ``<root>/online/password``
+(mode 0600, as is the config file that hands it to the server: a password on the command line would be readable by
+every local user in /proc): only the user owning the store root can read or write its online features.
 The server runs in its own session (it outlives the process that started it and ignores its Ctrl-C); a state file
 whose pid is gone, or is no longer a valkey-server on the recorded port, counts as stopped, and a server that is
 alive but not answering (loading a large AOF) is waited for, never doubled. ``fs-dagster valkey start|stop|status``
@@ -15,19 +18,23 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 from fs_dagster.core.errors import FeatureStoreError
 
 ONLINE_DIR = "online"
 STATE_FILE = "server.json"
+PASSWORD_FILE = "password"
+CONFIG_FILE = "valkey.conf"
 _children: dict[int, subprocess.Popen] = {}  # servers this process started: kept so they can be reaped on stop
 
 
@@ -41,10 +48,17 @@ class ServerInfo:
     port: int
     pid: int
     data_dir: str
+    password: str | None = field(default=None, repr=False)  # (None: a server started before passwords)
 
     @property
     def url(self) -> str:
-        return f"valkey://{self.host}:{self.port}/0"
+        """``valkey://:<password>@host:port/0``: what :class:`~.online_store.OnlineStore` connects with."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"valkey://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def valkey_server_binary() -> Path:
@@ -59,7 +73,7 @@ class EmbeddedValkey:
 
     Example:
         server = EmbeddedValkey("/data/fs_store").ensure_running()
-        client = valkey.Valkey(host=server.host, port=server.port)
+        client = valkey.Valkey.from_url(server.url)
     """
 
     def __init__(self, root: str | os.PathLike[str], host: str = "127.0.0.1", start_timeout: float = 15.0) -> None:
@@ -86,17 +100,26 @@ class EmbeddedValkey:
         """The server the state file names (running or not), or None if there is no readable state file."""
         try:
             data = json.loads(self.state_path.read_text())
-            return ServerInfo(host=str(data["host"]), port=int(data["port"]), pid=int(data["pid"]),
+            info = ServerInfo(host=str(data["host"]), port=int(data["port"]), pid=int(data["pid"]),
                               data_dir=str(data["data_dir"]))
         except (OSError, ValueError, TypeError, KeyError):  # missing, half-written by hand, or from another version
             return None
+        if data.get("password"):  # (absent: started by an older version, without a password)
+            try:
+                info = ServerInfo(**{**info.__dict__, "password": (self.dir / PASSWORD_FILE).read_text().strip()})
+            except OSError as exc:
+                raise EmbeddedServerError(
+                    f"cannot read the embedded valkey-server's password {self.dir / PASSWORD_FILE}: {exc} (it is "
+                    "readable by the user owning the store root only)"
+                ) from exc
+        return info
 
     def status(self) -> ServerInfo | None:
         """The running server of this root, or None (a stale state file is ignored)."""
         info = self._recorded()
         if info is None:
             return None
-        return info if _is_server(info.pid, info.port) and _ping(info.host, info.port) == b"+PONG" else None
+        return info if _is_server(info.pid, info.port) and _ping(info) == b"+PONG" else None
 
     def ensure_running(self) -> ServerInfo:
         """Returns the running server, starting one if there is none (safe across racing processes)."""
@@ -124,13 +147,24 @@ class EmbeddedValkey:
             assert last_error is not None
             raise last_error
 
+    def _password(self) -> str:
+        """The server's password (made at the first start; kept across restarts, so running clients reconnect)."""
+        path = self.dir / PASSWORD_FILE
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
     def _start(self) -> ServerInfo:
         data_dir = self.dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port(self.host)
         log = self.dir / "valkey.log"
+        password = self._password()
+        config = self.dir / CONFIG_FILE
+        _write_private(config, f"requirepass {password}\n")
         command = [
             str(valkey_server_binary()),
+            str(config),
             "--bind", self.host,
             "--port", str(port),
             "--dir", str(data_dir),
@@ -150,7 +184,7 @@ class EmbeddedValkey:
         except OSError as exc:
             raise EmbeddedServerError(f"could not start {command[0]}: {exc}") from exc
         _children[process.pid] = process
-        info = ServerInfo(host=self.host, port=port, pid=process.pid, data_dir=str(data_dir))
+        info = ServerInfo(host=self.host, port=port, pid=process.pid, data_dir=str(data_dir), password=password)
         deadline = time.monotonic() + self.start_timeout
         while True:
             code = process.poll()
@@ -160,10 +194,11 @@ class EmbeddedValkey:
                 if "Address already in use" in tail:
                     raise _PortTaken(f"port {port} was taken before valkey-server could bind it")
                 raise EmbeddedServerError(f"valkey-server exited with code {code} at start; see {log}:\n{tail}")
-            reply = _ping(self.host, port)
+            reply = _ping(info)
             if reply == b"+PONG":
                 tmp = self.state_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(info.__dict__))
+                # (the password itself stays in its private file; this file says that there is one)
+                tmp.write_text(json.dumps({**info.__dict__, "password": True}))
                 os.replace(tmp, self.state_path)
                 return info
             # a server loading a large AOF answers -LOADING: keep waiting while it makes progress
@@ -177,7 +212,7 @@ class EmbeddedValkey:
     def _await(self, info: ServerInfo) -> ServerInfo:
         deadline = time.monotonic() + self.start_timeout
         while _is_server(info.pid, info.port):
-            reply = _ping(info.host, info.port)
+            reply = _ping(info)
             if reply == b"+PONG":
                 return info
             if time.monotonic() > deadline and not reply.startswith(b"-LOADING"):
@@ -271,14 +306,39 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _ping(host: str, port: int, timeout: float = 1.0) -> bytes:
-    """The first line of the reply to PING (b"+PONG", b"-LOADING ...", ...), or b"" if nothing answers."""
+def _ping(info: ServerInfo, timeout: float = 1.0) -> bytes:
+    """The first line of the reply to PING (b"+PONG", b"-LOADING ...", ...) after AUTH if the server has a
+    password (an AUTH error is returned instead), or b"" if nothing answers."""
+    auth = b""
+    if info.password:
+        secret = info.password.encode()
+        auth = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(256).split(b"\r\n", 1)[0]
+        with socket.create_connection((info.host, info.port), timeout=timeout) as sock:
+            sock.sendall(auth + b"PING\r\n")
+            lines: list[bytes] = []
+            buffer = b""
+            while len(lines) < (2 if auth else 1):
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                *complete, buffer = (buffer + chunk).split(b"\r\n")
+                lines += complete
+            if auth and lines and lines[0] != b"+OK":
+                return lines[0]  # -WRONGPASS ...: the caller sees a server that does not answer PING
+            return lines[-1] if lines else b""
     except OSError:
         return b""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` readable and writable by the owner only (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)  # (an existing temp file keeps its mode through O_CREAT)
+    os.replace(tmp, path)
 
 
 def _free_port(host: str) -> int:
