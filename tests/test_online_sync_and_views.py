@@ -108,7 +108,7 @@ def test_online_store_refusing_writes_keeps_offline_commit_and_next_sync_repairs
 def test_unavailable_online_store_keeps_offline_commit_and_next_sync_repairs(tmp_path) -> None:
     root = tmp_path / "store"
     server = EmbeddedValkey(root).ensure_running()
-    fs = FeatureStore(root=root, project="p", online=OnlineStoreConfig(url=f"valkey://127.0.0.1:{server.port}/0"))
+    fs = FeatureStore(root=root, project="p", online=OnlineStoreConfig(url=server.url))
     try:
         fg = _sensors(fs)
         fg.insert(_rows(("a", "x", T, 1.0)))
@@ -118,7 +118,7 @@ def test_unavailable_online_store_keeps_offline_commit_and_next_sync_repairs(tmp
         assert fg.latest_commit() == caught.value.instant  # the offline commit is kept
         restarted = EmbeddedValkey(root).ensure_running()  # AOF brings back the old value and marker
         repaired = FeatureStore(root=root, project="p",
-                                online=OnlineStoreConfig(url=f"valkey://127.0.0.1:{restarted.port}/0"))
+                                online=OnlineStoreConfig(url=restarted.url))
         fg2 = repaired.get_feature_group("sensors")
         assert fg2.get_online([("a",)])[0]["value"] == 1.0
         assert fg2.sync_online().keys_written == 1
