@@ -408,6 +408,7 @@ def test_big_batches_are_looked_up_in_pipelined_pieces(tmp_path, monkeypatch) ->
     after earlier ones were sent leaves no stale replies on the connection."""
     monkeypatch.setattr(feature_view, "_PIECES_MIN_ENTRIES", 4)
     monkeypatch.setattr(feature_view, "_PIECE_ENTRIES", 3)
+    monkeypatch.setattr(feature_view, "_MIN_PIECE_ENTRIES", 1)
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
         weather = fs.get_or_create_feature_group(
