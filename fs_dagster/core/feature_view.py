@@ -457,9 +457,9 @@ class FeatureView:
 
     def _fetch_in_pieces(self, plan: _ServingPlan, entries: list[dict[str, Any]],
                          ) -> tuple[list[bytes | None], list[list[Any]] | None]:
-        """:meth:`_fetch` of a big batch as a few pipelined MGETs, each piece assembled column-wise while the
-        server looks up the next (hides most of the server's share, ~a third of a 1,000-entity lookup). Returns the raw
-        values and the vectors, or None for them if a row is missing (the caller then takes the per-entry path)."""
+        """:meth:`_fetch` of a batch as a few pipelined MGETs, each piece assembled column-wise while the server
+        looks up the next (this hides most of the server's share, ~a third of a 1,000-entity lookup). Returns the
+        raw values and the vectors, or None for them if a row is missing (the caller takes the per-entry path)."""
         n = len(entries)
         size = min(_PIECE_ENTRIES, max(_MIN_PIECE_ENTRIES, -(-n // 3)))
         size = -(-n // -(-n // size))  # that many pieces, of equal size
