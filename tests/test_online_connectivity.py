@@ -35,7 +35,7 @@ from valkey_servers import (
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.online import embedded as embedded_module
 from fs_dagster.core.online.codec import OnlineLayout, header_of
-from fs_dagster.core.online.embedded import EmbeddedValkey
+from fs_dagster.core.online.embedded import EmbeddedServerError, EmbeddedValkey
 from fs_dagster.core.online.online_store import (
     OnlineStore,
     OnlineStoreAuthError,
@@ -190,6 +190,11 @@ def test_embedded_server_requires_its_private_password(root, connect) -> None:
     with pytest.raises(OnlineStoreAuthError, match=f"127.0.0.1:{info.port}"):
         connect(OnlineStoreConfig(url=f"valkey://:wrong@127.0.0.1:{info.port}/0", retries=0))
     assert server.stop() and server.ensure_running().password == info.password  # the same after a restart
+    password_file.unlink()  # lost: the server cannot be used any more, but it can still be stopped
+    with pytest.raises(EmbeddedServerError, match="password"):
+        server.status()
+    assert server.stop() is True
+    assert server.ensure_running().password != info.password  # a new one
 
 
 def test_embedded_server_started_before_passwords_is_used_as_it_is(root, connect, servers_dir) -> None:

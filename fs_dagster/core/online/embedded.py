@@ -96,15 +96,16 @@ class EmbeddedValkey:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def _recorded(self) -> ServerInfo | None:
-        """The server the state file names (running or not), or None if there is no readable state file."""
+    def _recorded(self, with_password: bool = True) -> ServerInfo | None:
+        """The server the state file names (running or not), or None if there is no readable state file;
+        ``with_password=False`` for stopping it (a deleted or unreadable password file must not prevent that)."""
         try:
             data = json.loads(self.state_path.read_text())
             info = ServerInfo(host=str(data["host"]), port=int(data["port"]), pid=int(data["pid"]),
                               data_dir=str(data["data_dir"]))
         except (OSError, ValueError, TypeError, KeyError):  # missing, half-written by hand, or from another version
             return None
-        if data.get("password"):  # (absent: started by an older version, without a password)
+        if with_password and data.get("password"):  # (absent: started by an older version, without a password)
             try:
                 info = ServerInfo(**{**info.__dict__, "password": (self.dir / PASSWORD_FILE).read_text().strip()})
             except OSError as exc:
@@ -226,7 +227,7 @@ class EmbeddedValkey:
     def stop(self, timeout: float = 10.0) -> bool:
         """Stops the server (SIGTERM: it flushes the AOF first). Returns False if none was running."""
         with self._start_lock():
-            info = self._recorded()
+            info = self._recorded(with_password=False)
             if info is None or not _is_server(info.pid, info.port):
                 self.state_path.unlink(missing_ok=True)
                 return False
