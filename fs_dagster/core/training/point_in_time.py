@@ -139,8 +139,8 @@ def point_in_time_join(
             spine = quote_identifier(registered)
         if zone != "UTC":
             connection.execute("SET TimeZone = 'UTC'")
-        units = _validate(connection, spine, spine_time, sources, spine_columns)
-        return _gather_join(connection, spine, spine_time, sources, spine_columns, units)
+        spine_names, units = _validate(connection, spine, spine_time, sources, spine_columns)
+        return _gather_join(connection, spine, spine_time, sources, spine_names, units)
     finally:
         if zone != "UTC":
             connection.execute(f"SET TimeZone = {sql_string(zone)}")
@@ -153,7 +153,7 @@ def _gather_join(
     spine: str,
     spine_time: str,
     sources: Sequence[PointInTimeSource],
-    spine_columns: Sequence[str] | None,
+    spine_names: list[str],
     units: list[str | None],
 ) -> pa.Table:
     """Runs the join without sorting wide rows: the spine is fetched once, in scan order; per source, an ASOF
@@ -161,7 +161,6 @@ def _gather_join(
     each spine row gets, scattered into a position array, and the source's columns are gathered with Arrow
     ``take``. The same rows, values and types as one statement of chained ``ASOF LEFT JOIN``s would give, which
     sorts whole output rows by the spine row number instead (1.2x the raw ASOF query at 1M rows, 1.7x at 5M)."""
-    spine_names = list(_column_types(connection, spine, "the spine")) if spine_columns is None else list(spine_columns)
     needed = list(dict.fromkeys([*spine_names, *(left for source in sources for left, _ in source.on)]))
     times = sorted({unit for unit in units if unit is not None})
     select = [quote_identifier(c) for c in needed] + [
@@ -251,14 +250,15 @@ def _validate(
     spine_time: str,
     sources: Sequence[PointInTimeSource],
     spine_columns: Sequence[str] | None,
-) -> list[str | None]:
-    """Every check of the join's inputs (see :func:`point_in_time_join`'s Raises) before any work; returns each
-    source's time unit (``"us"``/``"ns"``; None: joined on keys alone)."""
+) -> tuple[list[str], list[str | None]]:
+    """Every check of the join's inputs (see :func:`point_in_time_join`'s Raises) before any work; returns the
+    spine columns to output and each source's time unit (``"us"``/``"ns"``; None: joined on keys alone)."""
     spine_types = _column_types(connection, spine, "the spine")
     spine_time_type = _time_type(spine_types, spine_time, "the spine", "spine_time")
-    outputs = list(spine_types) if spine_columns is None else list(spine_columns)
-    _require(spine_types, outputs, "the spine", "spine_columns")
-    _check_unique_names(outputs, "the spine")
+    spine_names = list(spine_types) if spine_columns is None else list(spine_columns)
+    _require(spine_types, spine_names, "the spine", "spine_columns")
+    _check_unique_names(spine_names, "the spine")
+    outputs = list(spine_names)
     units: list[str | None] = []
     for source in sources:
         types = _column_types(connection, source.relation, f"feature group {source.name}")
@@ -271,7 +271,7 @@ def _validate(
                 "earlier source, or twice from this one; give the features distinct names (e.g. a prefix)"
             )
         outputs += names
-    return units
+    return spine_names, units
 
 
 def _source_sql(source: PointInTimeSource, unit: str | None, latest: int | None = None) -> str:
