@@ -24,7 +24,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
@@ -107,7 +107,7 @@ class EmbeddedValkey:
             return None
         if with_password and data.get("password"):  # (absent: started by an older version, without a password)
             try:
-                info = ServerInfo(**{**info.__dict__, "password": (self.dir / PASSWORD_FILE).read_text().strip()})
+                info = replace(info, password=(self.dir / PASSWORD_FILE).read_text().strip())
             except OSError as exc:
                 raise EmbeddedServerError(
                     f"cannot read the embedded valkey-server's password {self.dir / PASSWORD_FILE}: {exc} (it is "
