@@ -78,6 +78,7 @@ class Source:
     lookback_ns: int | None
     unique: bool
     key_type: pa.DataType
+    inclusive: bool = False  # lookback window closed at its start (Feast's ttl)
 
     def table(self) -> pa.Table:
         columns = {
@@ -102,6 +103,7 @@ class Source:
             columns=tuple(columns),
             lookback=None if self.lookback_ns is None else timedelta(microseconds=self.lookback_ns // 1000),
             unique=self.unique,
+            lookback_inclusive=self.inclusive,
         )
 
 
@@ -134,7 +136,7 @@ def sources(draw: st.DrawFn, index: int) -> Source:
     if kind is not None and draw(st.booleans()):
         lookback = draw(st.integers(1, 6)) * TICK_NS + draw(st.sampled_from([0, 0, NS["us"]]))
     key_type = draw(st.sampled_from([pa.int64(), pa.int32(), pa.int16()]))
-    return Source(f"src{index}", keys, kind, rows, lookback, unique, key_type)
+    return Source(f"src{index}", keys, kind, rows, lookback, unique, key_type, draw(st.booleans()))
 
 
 @st.composite
@@ -166,8 +168,10 @@ def oracle(spine_row: dict, source: Source) -> dict | None:
         if source.kind is not None:
             if row["ev"] is None or row["ev"] > ts:
                 continue
-            if source.lookback_ns is not None and row["ev"] <= ts - source.lookback_ns:
-                continue
+            if source.lookback_ns is not None:
+                start = ts - source.lookback_ns
+                if row["ev"] < start or (row["ev"] == start and not source.inclusive):
+                    continue
         matches.append(row)
     if not matches:
         return None
@@ -261,6 +265,11 @@ def test_lookback_edge_and_time_zones() -> None:
         PointInTimeSource("hourly", "hourly", (("user", "user"),), "ev", (("x", "x"),), lookback=timedelta(hours=2)),
     ])
     assert result.column("x").to_pylist() == [None, None, None]  # exactly ts - lookback is outside the window
+    result = point_in_time_join(con, spine, "ts", [
+        PointInTimeSource("hourly", "hourly", (("user", "user"),), "ev", (("x", "x"),), lookback=timedelta(hours=2),
+                          lookback_inclusive=True),
+    ])
+    assert result.column("x").to_pylist() == [10, 10, None]  # Feast's ttl rule: exactly ts - ttl is inside
     assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "America/Los_Angeles"
 
 

@@ -268,3 +268,70 @@ def test_clashing_names_get_prefixes(fs) -> None:
     data = clash.create_training_data().read(with_keys=True)
     assert (data["weather_city"] == data["city"]).all() and (data["weather_hour"] <= data["ts"]).all()
     assert data["again_rating"].equals(data["rating"])
+
+
+def test_a_join_on_the_spines_event_time_stores_it_once(fs) -> None:
+    """Weather joined on the root's own event time: the column is a serving key and the event time at once."""
+    _, trips, weather, _ = _setup(fs)
+    hourly = fs.get_or_create_feature_group("hourly_trips", primary_key=["trip_id"], event_time="hour")
+    hourly.insert(_trips())
+    query = hourly.select(["distance", "late"]).join(weather.select(["temp"]), left_on=["city", "hour"])
+    view = fs.get_or_create_feature_view("on_event_time", 1, query, labels=["late"])
+    assert view.serving_keys == ["trip_id", "city", "hour"]
+    td = view.create_train_test_split(test_size=0.5, seed=1)
+    for split in ("train", "test"):
+        data = td.read(split, with_keys=True, transformed=False)
+        assert list(data.columns) == ["trip_id", "city", "hour", "distance", "temp", "late"]
+    data = pd.concat([td.read(s, with_keys=True, transformed=False) for s in ("train", "test")])
+    oslo = data[data["city"] == "oslo"]
+    assert (oslo["temp"] == [float(h.hour) for h in oslo["hour"]]).all()  # the weather of that very hour
+    batch = view.get_batch_data()
+    assert list(batch.columns) == ["trip_id", "city", "hour", "distance", "temp"]
+
+
+def test_lookback_boundary_exclusive_by_default_inclusive_as_feasts_ttl(fs) -> None:
+    _, trips, weather, _ = _setup(fs)
+    # rome has no weather 05:00-09:00: at 06:00 its latest row (04:00) is exactly 2 h old, at 05:30 1.5 h
+    spine = pd.DataFrame({"trip_id": ["t000"] * 2, "city": ["rome"] * 2, "hour": [hours(6), hours(5)],
+                          "ts": [hours(6), hours(5.5)], "driver_id": [0, 0]})
+    exclusive = fs.get_or_create_feature_view("fresh_weather", 1, trips.select(["distance"]).join(
+        weather.select(["temp"]), left_on=["city", "hour"], lookback=timedelta(hours=2)))
+    inclusive = fs.get_or_create_feature_view("fresh_weather_ttl", 1, trips.select(["distance"]).join(
+        weather.select(["temp"]), left_on=["city", "hour"], lookback=timedelta(hours=2), lookback_inclusive=True))
+    got = exclusive.create_training_data(spine=spine).read(transformed=False)["temp"].tolist()
+    assert pd.isna(got[0]) and got[1] == 104.0  # exactly 2 h old is out of the window by default
+    got = inclusive.create_training_data(spine=spine).read(transformed=False)["temp"].tolist()
+    assert got == [104.0, 104.0]
+    # the choice is part of the stored definition: the same query without it is another view
+    assert fs.get_feature_view("fresh_weather_ttl", 1).query.joins[0].lookback_inclusive
+    with pytest.raises(InvalidDataError, match="another definition|differs|exists"):
+        fs.get_or_create_feature_view("fresh_weather", 1, trips.select(["distance"]).join(
+            weather.select(["temp"]), left_on=["city", "hour"], lookback=timedelta(hours=2), lookback_inclusive=True))
+    with pytest.raises(InvalidDataError, match="lookback_inclusive=True needs a lookback"):
+        trips.select(["distance"]).join(weather.select(["temp"]), left_on=["city", "hour"], lookback_inclusive=True)
+
+
+def test_a_view_joining_on_a_missing_column_is_refused_at_registration(fs) -> None:
+    _, trips, weather, _ = _setup(fs)
+    query = trips.select(["distance"]).join(weather.select(["temp"]), left_on=["cty", "hour"])
+    with pytest.raises(InvalidDataError, match=r"left_on \['cty', 'hour'\].*no column\(s\) \['cty'\]"):
+        fs.get_or_create_feature_view("typo", 1, query)
+    with pytest.raises(Exception):
+        fs.get_feature_view("typo", 1)  # nothing was registered
+
+
+def test_an_empty_spine_gives_an_empty_dataset(fs) -> None:
+    view, *_ = _setup(fs)
+    for spine in (pd.DataFrame({"trip_id": [], "city": [], "hour": [], "ts": [], "driver_id": []}),
+                  pd.DataFrame({"trip_id": [None], "city": [None], "hour": [None], "ts": [None],
+                                "driver_id": [None]}).iloc[:0]):
+        td = view.create_training_data(spine=spine)
+        assert td.row_counts == {"all": 0}
+        data = td.read(with_keys=True, transformed=False)
+        assert len(data) == 0 and "temp" in data.columns
+    all_null = pd.DataFrame({"trip_id": ["t001"], "city": [None], "hour": [hours(2)], "ts": [hours(2)],
+                             "driver_id": [1]})
+    data = view.create_training_data(spine=all_null).read(with_keys=True, transformed=False)
+    assert len(data) == 1 and pd.isna(data["temp"].iloc[0])  # a null key matches nothing
+    with pytest.raises(InvalidDataError, match="spine must be a pandas DataFrame or an Arrow table"):
+        view.create_training_data(spine=[{"trip_id": "t001"}])

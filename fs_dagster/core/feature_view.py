@@ -60,6 +60,7 @@ class Join:
     right_on: tuple[str, ...]
     prefix: str | None = None
     lookback: timedelta | None = None  # training/batch data: only feature rows newer than event time - lookback
+    lookback_inclusive: bool = False  # ... or exactly that old too (Feast's ttl rule)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,6 +71,8 @@ class Join:
         }
         if self.lookback is not None:  # (absent otherwise, so views stored before lookbacks existed still match)
             data["lookback_seconds"] = self.lookback.total_seconds()
+        if self.lookback_inclusive:
+            data["lookback_inclusive"] = True
         return data
 
 
@@ -89,6 +92,7 @@ class Query:
         right_on: Sequence[str] | None = None,
         prefix: str | None = None,
         lookback: timedelta | None = None,
+        lookback_inclusive: bool = False,
     ) -> Query:
         """Joins another feature group's selection (its primary key) on columns of this query's root.
 
@@ -98,10 +102,15 @@ class Query:
             prefix: put before the joined features' names.
             lookback: in training and batch data, a feature row older than (or exactly) this much before the
                 spine row's event time counts as missing (nulls), e.g. stale weather.
+            lookback_inclusive: a row exactly ``lookback`` old still counts (Feast's ``ttl`` keeps it: its rule is
+                ``event time >= ts - ttl``); by default the window is open at its start (``> ts - lookback``).
         """
         if lookback is not None and (not isinstance(lookback, timedelta) or lookback <= timedelta(0)):
             raise InvalidDataError(f"join of {other.root.feature_group}: lookback must be a positive timedelta, "
                                    f"got {lookback!r}")
+        if not isinstance(lookback_inclusive, bool) or (lookback_inclusive and lookback is None):
+            raise InvalidDataError(f"join of {other.root.feature_group}: lookback_inclusive=True needs a lookback, "
+                                   f"got lookback_inclusive={lookback_inclusive!r}, lookback={lookback!r}")
         if other.joins:
             raise InvalidDataError("join a plain selection (fg.select(...)), not a query with joins of its own")
         right_spec = self._store.get_feature_group(other.root.feature_group, other.root.version).spec
@@ -118,7 +127,8 @@ class Query:
         pairs = dict(zip(right, left))
         ordered_right = tuple(right_spec.primary_key)
         ordered_left = tuple(pairs[r] for r in ordered_right)
-        return replace(self, joins=self.joins + (Join(other.root, ordered_left, ordered_right, prefix, lookback),))
+        return replace(self, joins=self.joins + (Join(other.root, ordered_left, ordered_right, prefix, lookback,
+                                                           lookback_inclusive),))
 
     def to_dict(self) -> dict[str, Any]:
         return {"root": self.root.to_dict(), "joins": [j.to_dict() for j in self.joins]}
@@ -130,7 +140,8 @@ class Query:
 
         joins = tuple(
             Join(selection(j["selection"]), tuple(j["left_on"]), tuple(j["right_on"]), j.get("prefix"),
-                 timedelta(seconds=j["lookback_seconds"]) if j.get("lookback_seconds") is not None else None)
+                 timedelta(seconds=j["lookback_seconds"]) if j.get("lookback_seconds") is not None else None,
+                 bool(j.get("lookback_inclusive", False)))
             for j in data.get("joins", ())
         )
         return cls(selection(data["root"]), joins, store)
@@ -168,6 +179,7 @@ class FeatureView:
             store.get_feature_group(s.feature_group, s.version) for s in self.selections
         ]
         self.columns = self._resolve_columns()
+        self._check_join_keys()
         missing = [label for label in labels if label not in {c.name for c in self.columns}]
         if missing:
             raise InvalidDataError(f"feature view {name}: labels {missing} are not among its features")
@@ -210,6 +222,18 @@ class FeatureView:
             "labels": list(self.labels),
             "transformation_functions": dict(self.transformation_functions),
         }
+
+    def _check_join_keys(self) -> None:
+        """Every join's ``left_on`` names a column of the root group (when its columns are known yet)."""
+        root = self._groups[0]
+        names = [f.name for f in root.spec.features] or (root.schema().names if root.exists() else [])
+        for join in self.query.joins:
+            unknown = [c for c in join.left_on if names and c not in names]
+            if unknown:
+                raise InvalidDataError(
+                    f"feature view {self.name}: join of {join.selection.feature_group} on left_on {list(join.left_on)}: "
+                    f"root feature group {root.spec.key} has no column(s) {unknown}; it has {names}"
+                )
 
     def _resolve_columns(self) -> list[OutputColumn]:
         columns: list[OutputColumn] = []

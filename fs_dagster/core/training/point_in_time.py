@@ -1,7 +1,8 @@
 """Point-in-time ("as of") joins: each spine row gets the feature values as they were at its event time.
 
 For every row of the spine (entity keys + an event time ``ts``) and every source, the source row with the same
-keys whose event time is the greatest one ``<= ts`` (and ``> ts - lookback`` when the source has a lookback)
+keys whose event time is the greatest one ``<= ts`` (and ``> ts - lookback`` when the source has a lookback;
+``>= ts - lookback`` with ``lookback_inclusive``, Feast's TTL rule)
 gives that source's columns; no such row gives nulls. A null spine time or a null key matches nothing. A source
 without an event time is joined on its keys alone (a dimension table: one row per key).
 
@@ -82,6 +83,8 @@ class PointInTimeSource:
         event_time: the source's event-time column; None joins on the keys alone (no time condition).
         columns: ``(source column, output column)`` pairs to bring in, in output order.
         lookback: only source rows with event time ``> ts - lookback`` count (the window is open at its start).
+        lookback_inclusive: the window is closed at its start: rows exactly ``lookback`` old count too
+            (``>= ts - lookback``, as Feast's ``ttl``).
         unique: the source has at most one row per keys + event time (see the module doc on ties).
     """
 
@@ -92,6 +95,7 @@ class PointInTimeSource:
     columns: tuple[tuple[str, str], ...]
     lookback: timedelta | None = None
     unique: bool = True
+    lookback_inclusive: bool = False
 
     def __post_init__(self) -> None:
         # lists from callers become tuples: the source stays hashable and cannot change under a running join
@@ -214,10 +218,10 @@ def _positions(connection: duckdb.DuckDBPyConnection, rows_name: str, values: pa
         if unit is not None:
             conditions.append(f"f.t <= s.__fs_t_{unit}")
             if source.lookback is not None:
-                # ASOF takes one inequality: the window's start is applied to the matched row (a matched row at or
-                # before ts - lookback means the window is empty: every row inside it would be newer)
+                # ASOF takes one inequality: the window's start is applied to the matched row (a matched row outside
+                # the window means the window is empty: every row inside it would be newer)
                 span = (source.lookback // _MICROSECOND) * (1000 if unit == "ns" else 1)
-                where = f" WHERE f.t > s.__fs_t_{unit} - {span}"
+                where = f" WHERE f.t {'>=' if source.lookback_inclusive else '>'} s.__fs_t_{unit} - {span}"
         # DuckDB's ASOF operator pairs a null time with a null time; a null never matches here (nor does a null key)
         spine_valid = [f"{quote_identifier(left)} IS NOT NULL" for left, _ in source.on]
         source_valid = [f"k{i} IS NOT NULL" for i in range(len(source.on))]

@@ -37,7 +37,14 @@ import pyarrow.parquet as pq
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.monitoring.statistics import compute_statistics
 from fs_dagster.core.training.splits import RandomSplit, Split, TimeSplit, split_from_dict
-from fs_dagster.core.training.view_data import AsOf, event_time_column, key_columns, pin_commits, read_view_data
+from fs_dagster.core.training.view_data import (
+    AsOf,
+    event_time_column,
+    key_columns,
+    pin_commits,
+    prepare_spine,
+    read_view_data,
+)
 from fs_dagster.core.transformations import FittedTransformations
 
 if TYPE_CHECKING:
@@ -125,9 +132,7 @@ def create_training_dataset(
         raise InvalidDataError(f"data_format must be one of {FORMATS}, got {data_format!r}")
     store = view._store
     pinned = pin_commits(view, as_of)
-    spine_table = None
-    if spine is not None:
-        spine_table = spine if isinstance(spine, pa.Table) else pa.Table.from_pandas(spine, preserve_index=False)
+    spine_table = None if spine is None else prepare_spine(view, spine, spine_event_time)
     event_time = event_time_column(view, spine_table, spine_event_time)
     home = training_datasets_path(view)
     home.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError
@@ -76,15 +77,58 @@ def event_time_column(view: FeatureView, spine: pa.Table | None = None, spine_ev
     return name
 
 
+def prepare_spine(view: FeatureView, spine: Any, spine_event_time: str | None = None) -> pa.Table:
+    """A caller's spine (pandas or Arrow) as Arrow, with the serving keys and the event time checked and typed.
+
+    Columns without a type of their own (all-null, or any column of an empty spine: pandas types an empty column
+    as it likes) take the root feature group's type (the event time: its type, else UTC microseconds), so an empty
+    spine gives an empty result rather than a type error.
+
+    Raises:
+        InvalidDataError: not a table, a serving key or the event time missing, naming the column.
+    """
+    if isinstance(spine, pa.Table):
+        table = spine
+    elif isinstance(spine, pd.DataFrame):
+        try:
+            table = pa.Table.from_pandas(spine, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidDataError(f"feature view {view.name}: the spine cannot be converted to Arrow: {exc}") from exc
+    else:
+        raise InvalidDataError(f"feature view {view.name}: the spine must be a pandas DataFrame or an Arrow table, "
+                               f"got {type(spine).__name__}")
+    time_column = event_time_column(view, table, spine_event_time)
+    keys = key_columns(view)
+    missing = [k for k in keys if k not in table.column_names]
+    if missing:
+        raise InvalidDataError(f"feature view {view.name}: the spine lacks serving key(s) {missing}; "
+                               f"it needs {keys} and {time_column!r}")
+    root = view._groups[0]
+    root_schema = root.schema() if root.exists() else pa.schema([])
+    for name in dict.fromkeys([*keys, time_column]):
+        if table.schema.field(name).type != pa.null() and table.num_rows:
+            continue
+        if root_schema.get_field_index(name) >= 0 and (name != time_column or name == root.spec.event_time):
+            wanted = root_schema.field(name).type
+        elif name == time_column:
+            wanted = pa.timestamp("us", tz="UTC")
+        else:
+            raise InvalidDataError(f"feature view {view.name}: spine column {name!r} has no values to tell its type")
+        index = table.schema.get_field_index(name)
+        values = table[name].cast(wanted) if table.num_rows else pa.chunked_array([], wanted)
+        table = table.set_column(index, pa.field(name, wanted), values)
+    return table
+
+
 def key_columns(view: FeatureView) -> list[str]:
     """Columns that identify a row of the view's data: the serving keys."""
     return list(view.serving_keys)
 
 
 def output_columns(view: FeatureView, event_time: str, labels: bool = True) -> list[str]:
-    """Stored column order: serving keys, event time, then features (and labels) in the view's order; a feature
-    that is also a key is stored once."""
-    names = [*key_columns(view), event_time]
+    """Stored column order: serving keys, event time, then features (and labels) in the view's order; a column
+    that plays two parts (a feature that is also a key, an event time that is also a join key) is stored once."""
+    names = list(dict.fromkeys([*key_columns(view), event_time]))
     for column in view.columns:
         if (labels or not column.label) and column.name not in names:
             names.append(column.name)
@@ -136,10 +180,7 @@ def read_view_data(
         else:
             if start is not None or end is not None:
                 raise InvalidDataError("start/end filter the root feature group's rows; filter your spine instead")
-            missing = [k for k in keys if k not in spine.column_names]
-            if missing:
-                raise InvalidDataError(f"feature view {view.name}: the spine lacks serving key(s) {missing}; "
-                                       f"it needs {keys} and {time_column!r}")
+            spine = prepare_spine(view, spine, spine_event_time)
             spine_input = spine.select(list(dict.fromkeys([*keys, time_column])))
             spine_columns = list(spine_input.column_names)
             # (a root feature that is also a serving key, like a join's carrier, comes with the spine already)
@@ -150,7 +191,7 @@ def read_view_data(
             fg = groups[index]
             columns = [c for c in view.columns if c.group_index == index and (labels or not c.label)]
             sources.append(_source(view, fg, index, pinned, columns, list(join.left_on), list(join.right_on),
-                                   join.lookback))
+                                   join.lookback, join.lookback_inclusive))
         joined = point_in_time_join(connection, spine_input, time_column, sources, spine_columns=spine_columns)
     finally:
         connection.close()
@@ -167,7 +208,8 @@ def _relation(fg: FeatureGroup, pinned: dict[str, str]) -> str:
 
 
 def _source(view: FeatureView, fg: FeatureGroup, index: int, pinned: dict[str, str], columns: list[Any],
-            left_on: list[str], right_on: list[str], lookback: timedelta | None) -> PointInTimeSource:
+            left_on: list[str], right_on: list[str], lookback: timedelta | None,
+            lookback_inclusive: bool = False) -> PointInTimeSource:
     event_time = fg.spec.event_time
     # the joined group's own event time is the as-of dimension, not an exact match (see module doc)
     pairs = tuple((left, right) for left, right in zip(left_on, right_on) if right != event_time)
@@ -178,6 +220,7 @@ def _source(view: FeatureView, fg: FeatureGroup, index: int, pinned: dict[str, s
         event_time=event_time,
         columns=tuple((c.source, c.name) for c in columns),
         lookback=lookback,
+        lookback_inclusive=lookback_inclusive,
         # keys + event time cover the primary key (a view joins on the whole key): no two rows can tie
         unique=set(fg.spec.primary_key) <= set(right_on) | {event_time},
     )
