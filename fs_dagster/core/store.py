@@ -6,13 +6,16 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from fs_dagster.core.feature_group import FeatureGroup
 from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
 from fs_dagster.core.registry import Registry, SearchHit
 from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_name
+
+if TYPE_CHECKING:
+    from fs_dagster.core.models.registry import ModelRegistry
 
 DEFAULT_ROOT = ".fs_store"
 
@@ -173,6 +176,14 @@ class FeatureStore:
         view = build_feature_view(self, name, version, query, labels, description, transformation_functions)
         self.registry.register_feature_view(self.project, name, version, view.spec_dict())
         return view
+
+    # --- models ---------------------------------------------------------------------------------------------
+
+    def get_model_registry(self) -> ModelRegistry:
+        """The project's model registry (versions, metrics, artifacts checked by SHA-256 on every load)."""
+        from fs_dagster.core.models.registry import ModelRegistry
+
+        return ModelRegistry(self)
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         """A registered feature view (latest version when ``version`` is None)."""

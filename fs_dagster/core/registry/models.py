@@ -175,3 +175,36 @@ class TrainingDatasetRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class ModelVersionRow(Base):
+    """One version of a model in the model registry: where its artifact is and its SHA-256 (checked on every
+    load), metrics, parameters, schema and input example, lineage (feature view, training dataset) and tags, as
+    one JSON spec beside the columns that are queried."""
+
+    __tablename__ = "fs_model_versions"
+    __table_args__ = (UniqueConstraint("project", "name", "version", name="uq_fs_model_versions_pnv"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class DeploymentRow(Base):
+    """A named deployment serving one model version: where it runs (host, port, pid of a local process), which
+    version it served before (for rollback), and its state, as kept by the serving layer."""
+
+    __tablename__ = "fs_deployments"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_fs_deployments_pn"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)

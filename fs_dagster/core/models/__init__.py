@@ -1,0 +1,1 @@
+"""The model registry: versioned model artifacts, their integrity, metrics and lineage."""
