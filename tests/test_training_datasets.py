@@ -335,3 +335,22 @@ def test_an_empty_spine_gives_an_empty_dataset(fs) -> None:
     assert len(data) == 1 and pd.isna(data["temp"].iloc[0])  # a null key matches nothing
     with pytest.raises(InvalidDataError, match="spine must be a pandas DataFrame or an Arrow table"):
         view.create_training_data(spine=[{"trip_id": "t001"}])
+
+
+def test_in_memory_point_in_time_reads_for_a_callers_spine(fs) -> None:
+    view, *_ = _setup(fs)
+    spine = pd.DataFrame({"trip_id": ["t001", "t001", "nope"], "city": ["rome", "rome", "oslo"],
+                          "hour": [hours(1), hours(30), hours(2)],
+                          "ts": [hours(1.5), hours(30), hours(2)], "driver_id": [1, 1, 3]})
+    batch = view.get_batch_data(spine=spine)
+    assert batch["temp"].tolist() == [101.0, 123.0, 2.0] and "late" not in batch.columns
+    assert list(batch.columns[:5]) == ["trip_id", "city", "hour", "driver_id", "ts"]
+    features, labels = view.training_data(spine=spine)
+    assert list(features.columns) == view.feature_names and list(labels.columns) == ["late"]
+    assert not (fs.project_path / "training_datasets").exists()  # in memory: nothing written
+    # the same rows as a written training dataset of the same spine
+    written = view.create_training_data(spine=spine).read(transformed=False)
+    assert features.equals(written[view.feature_names]) and labels.equals(written[["late"]])
+    keyed, _ = view.training_data(start_time=hours(5), end_time=hours(8), with_keys=True)
+    assert len(keyed) == 6 and keyed["ts"].between(hours(5), hours(8), inclusive="left").all()
+    assert list(keyed.columns) == ["trip_id", "city", "hour", "driver_id", "ts", "distance", "temp", "rating"]

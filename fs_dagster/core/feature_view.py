@@ -332,19 +332,24 @@ class FeatureView:
         return [TrainingDataset(self, spec) for spec in specs]
 
     def get_batch_data(self, start_time: datetime | None = None, end_time: datetime | None = None, *,
+                       spine: Any = None, spine_event_time: str | None = None,
                        as_of: Any = None, transformed: bool = False, with_keys: bool = True,
                        dataframe_type: Literal["pandas", "pyarrow"] = "pandas") -> pd.DataFrame | Any:
-        """Features (no labels) of the root group's rows with ``start_time <= event time < end_time``, each
-        joined point-in-time correctly, for batch inference.
+        """Features (no labels) of the root group's rows with ``start_time <= event time < end_time`` (or of
+        every row of ``spine``), each joined point-in-time correctly, in memory, for batch inference.
 
         Args:
+            spine: your entities: a frame of the :attr:`serving_keys` and an event time; each row gets the
+                features as they were at its event time (Feast's ``get_historical_features``). Nothing is written.
+            spine_event_time: the spine's event-time column (default: the root group's event-time name).
             as_of: read the feature groups as of this time or commit (default: their latest commits).
             transformed: apply the serving transformations (:meth:`init_serving`), as served vectors get them.
             with_keys: include the serving keys and the event time (to attach predictions to).
         """
         from fs_dagster.core.training.view_data import pin_commits, read_view_data
 
-        table = read_view_data(self, pin_commits(self, as_of), start=start_time, end=end_time, labels=False)
+        table = read_view_data(self, pin_commits(self, as_of), spine=spine, spine_event_time=spine_event_time,
+                               start=start_time, end=end_time, labels=False)
         if not with_keys:
             table = table.select(self.feature_names)
         if dataframe_type == "pyarrow":
@@ -357,6 +362,29 @@ class FeatureView:
             if fitted is not None:
                 frame = fitted.transform_frame(frame)
         return frame
+
+    def training_data(self, spine: Any = None, *, start_time: datetime | None = None,
+                      end_time: datetime | None = None, spine_event_time: str | None = None, as_of: Any = None,
+                      with_keys: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Point-in-time correct features and labels in memory, untransformed (nothing is written or registered;
+        use :meth:`create_training_data` for a versioned, reproducible dataset).
+
+        Args:
+            spine: entities and event times to build rows for (default: the root group's rows, optionally
+                ``start_time <= event time < end_time``).
+            with_keys: put the serving keys and the event time in front of the features.
+
+        Returns:
+            ``(features, labels)``: labels has the view's label columns (none: an empty frame of as many rows).
+        """
+        from fs_dagster.core.training.view_data import pin_commits, read_view_data
+
+        table = read_view_data(self, pin_commits(self, as_of), spine=spine, spine_event_time=spine_event_time,
+                               start=start_time, end=end_time, labels=True).to_pandas()
+        labels = [c.name for c in self.columns if c.label]
+        # (the table holds keys, event time, features, labels in that order)
+        features = [c for c in table.columns if c not in labels] if with_keys else self.feature_names
+        return table[features], table[labels]
 
     # --- online serving -------------------------------------------------------------------------------------
 

@@ -155,6 +155,8 @@ def read_view_data(
     """
     groups = view._groups
     root = groups[0]
+    if spine is not None:
+        spine = prepare_spine(view, spine, spine_event_time)
     time_column = event_time_column(view, spine, spine_event_time)
     keys = key_columns(view)
     root_columns = [c for c in view.columns if c.group_index == 0 and (labels or not c.label)]
@@ -180,7 +182,6 @@ def read_view_data(
         else:
             if start is not None or end is not None:
                 raise InvalidDataError("start/end filter the root feature group's rows; filter your spine instead")
-            spine = prepare_spine(view, spine, spine_event_time)
             spine_input = spine.select(list(dict.fromkeys([*keys, time_column])))
             spine_columns = list(spine_input.column_names)
             # (a root feature that is also a serving key, like a join's carrier, comes with the spine already)
