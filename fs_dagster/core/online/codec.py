@@ -333,9 +333,7 @@ def _plain_values(column: pa.ChunkedArray) -> list[Any]:
         return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     if pa.types.is_date(t):
         return column.cast(pa.date32()).cast(pa.int32()).to_pylist()
-    if pa.types.is_floating(t):  # NaN -> None: online readers see nulls where the offline store has NaN/null
-        return pc.if_else(pc.is_nan(column), None, column).to_pylist()
-    return column.to_pylist()
+    return column.to_pylist()  # (floats: NaN stays NaN, null is None, as in the offline table)
 
 
 def _converter(arrow_type: pa.DataType):
@@ -660,11 +658,7 @@ def _msgpack_parts(column: pa.Array) -> list[pa.Array] | None:
         return [_pack_ints(values, _valid(column))]
     if pa.types.is_floating(t):
         values = column.cast(pa.float64()).fill_null(0.0).to_numpy()
-        valid = _valid(column)
-        nan = np.isnan(values)
-        if nan.any():  # NaN -> nil, as _plain_values
-            valid = ~nan if valid is None else valid & ~nan
-        return [_pack_floats(values, valid)]
+        return [_pack_floats(values, _valid(column))]  # NaN, inf, -0.0 are float64 values; null is nil
     if pa.types.is_boolean(t):
         tags = np.where(column.fill_null(False).to_numpy(zero_copy_only=False), np.uint8(0xC3), np.uint8(0xC2))
         valid = _valid(column)
