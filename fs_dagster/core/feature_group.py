@@ -135,7 +135,11 @@ class FeatureGroup:
         return result
 
     def delete(self, keys: Any) -> CommitResult:
-        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched)."""
+        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched).
+
+        Key values must have the key columns' types (an int key is not deleted by ``"2"`` or ``2.0``); errors
+        as for :meth:`insert`.
+        """
         result = self._writer().delete(to_arrow(keys))
         self._after_commit(result)
         return result
