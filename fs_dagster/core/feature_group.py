@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError, RegistryError
 from fs_dagster.core.feature_view import Query, Selection
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
@@ -36,6 +36,17 @@ class OnlineSyncError(FeatureStoreError):
     def __init__(self, message: str, instant: str | None) -> None:
         super().__init__(message)
         self.instant = instant
+
+
+class RegistrySyncError(FeatureStoreError):
+    """The offline commit succeeded but the registry could not record it (e.g. locked by another process for
+    longer than ``registry_timeout``); the registry catches up at the next write or :meth:`FeatureGroup.sync_registry`.
+    ``result`` is the commit; the registry's error is the ``__cause__``."""
+
+    def __init__(self, message: str, result: CommitResult) -> None:
+        super().__init__(message)
+        self.result = result
+        self.instant = result.instant
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ class FeatureGroup:
 
         Raises:
             InvalidDataError: naming the column/value at fault (null key, unsupported type, type change...).
+            OnlineSyncError: the commit is kept, the online store could not be updated.
+            RegistrySyncError: the commit is kept, the registry could not record it within ``registry_timeout``.
         """
         table = to_arrow(data)
         self._validate_event_time(table, window)
@@ -180,26 +193,39 @@ class FeatureGroup:
             )
 
     def _after_commit(self, result: CommitResult, sync_online: bool = True) -> None:
-        """Mirrors the commit into the registry: schema, commit counts, statistics.
+        """Mirrors the commit into the registry (schema, commit counts, statistics) and the online store.
 
-        The Hudi commit is the source of truth; a registry failure here is logged and repaired by the next
-        :meth:`sync_registry` (every write and read of commit details calls it).
+        The Hudi commit is the source of truth and stays whatever fails here. A registry that cannot record it
+        (locked or unreachable) raises :class:`RegistrySyncError` after the online sync was tried; the next
+        :meth:`sync_registry` (every write and read of statistics calls it) catches up. Other failures of the
+        statistics are logged and repaired the same way.
         """
         if result.instant is None:
             return
+        registry_error: RegistryError | None = None
         try:
             self.sync_registry()
-        except Exception:  # the data is committed; the registry catches up on the next sync
+        except RegistryError as error:
+            registry_error = error
+        except Exception:  # e.g. statistics of an unusual column: the data is committed, the next sync retries
             log.exception("feature group %s: registry update after commit %s failed", self.spec.key, result.instant)
         if self.spec.online_enabled and sync_online:
             try:
                 self.sync_online()
             except OnlineStoreError as error:  # unreachable, refused (auth, ACL, out of memory): the commit stays
+                also = f" (the registry was not updated either: {registry_error})" if registry_error else ""
                 raise OnlineSyncError(
                     f"feature group {self.spec.key}: offline commit {result.instant} is kept, but {error}; "
-                    "the next write or sync_online() brings the online store up to date",
+                    f"the next write or sync_online() brings the online store up to date{also}",
                     result.instant,
                 ) from error
+        if registry_error is not None:
+            raise RegistrySyncError(
+                f"feature group {self.spec.key}: offline commit {result.instant} is kept, but the registry did not "
+                f"record it: {registry_error}. The registry catches up at the next write, statistics read or "
+                "sync_registry()",
+                result,
+            ) from registry_error
 
     def sync_online(self, full: bool = False) -> OnlineSyncResult:
         """Brings the online store up to the latest commit (incrementally; ``full`` rewrites every key).

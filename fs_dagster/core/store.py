@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import cached_property
@@ -11,8 +12,12 @@ from typing import Any, Sequence
 from fs_dagster.core.feature_group import FeatureGroup
 from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
+from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.registry import Registry, SearchHit
+from fs_dagster.core.registry.registry import DEFAULT_TIMEOUT, SETTING_FIELDS
 from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = ".fs_store"
 
@@ -30,6 +35,9 @@ class FeatureStore:
         lock_timeout: seconds a write waits for another writer of the same feature group.
         durable: fsync data and commits before publishing (off only for throwaway stores).
         online: where the online store lives; default: the embedded Valkey of ``root`` (started on demand).
+        registry_timeout: seconds a registry operation waits for another process's lock on the SQLite registry,
+            then :class:`~fs_dagster.core.errors.RegistryUnavailableError` naming the file (after an insert:
+            :class:`~fs_dagster.core.feature_group.RegistrySyncError`; the offline commit is kept).
 
     Example:
         fs = FeatureStore(root="./.fs_store", project="flights")
@@ -47,10 +55,12 @@ class FeatureStore:
         lock_timeout: float = 60.0,
         durable: bool = True,
         online: OnlineStoreConfig | None = None,
+        registry_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.project = check_name("project", project)
         self.registry_url = registry_url
+        self.registry_timeout = registry_timeout
         self.write_options: dict[str, Any] = {"lock_timeout": lock_timeout, "durable": durable}
         self.online_config = online or OnlineStoreConfig()
         self._lock = threading.Lock()
@@ -63,8 +73,8 @@ class FeatureStore:
     def registry(self) -> Registry:
         with self._lock:
             if self.registry_url:
-                return Registry(self.registry_url)
-            return Registry.for_root(self.root)
+                return Registry(self.registry_url, timeout=self.registry_timeout)
+            return Registry.for_root(self.root, timeout=self.registry_timeout)
 
     @property
     def online_store(self) -> OnlineStore:

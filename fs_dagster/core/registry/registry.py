@@ -6,9 +6,10 @@ race lost to another writer (an IntegrityError on PostgreSQL) is retried. Postgr
 (no server here); the SQLite-specific parts are confined to ``_configure_sqlite``.
 
 Several processes share one SQLite file (Dagster runs each step in its own process), so every connection uses WAL
-(readers never block the writer) and a 30 s busy timeout, and write transactions start with ``BEGIN IMMEDIATE``:
-taking the write lock up front makes a waiting writer queue on the busy timeout instead of failing with
-"database is locked" when its read lock cannot be upgraded.
+(readers never block the writer) and a busy timeout (``timeout``, 30 s by default), and write transactions start
+with ``BEGIN IMMEDIATE``: taking the write lock up front makes a waiting writer queue on the busy timeout instead of
+failing with "database is locked" when its read lock cannot be upgraded. A writer still waiting when the timeout
+ends gets a :class:`RegistryUnavailableError` naming the file: the wait is bounded by ``timeout`` once, not retried.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.pool import StaticPool
 
-from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.errors import (
+    InvalidDataError,
+    NotFoundError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from fs_dagster.core.registry.models import (
     Base,
     TrainingDatasetRow,
@@ -49,11 +55,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT = 30.0  # seconds a registry operation waits for another process's write lock (SQLite)
 _WRITE_OPTION = "fs_registry_write"
-_WRITE_ATTEMPTS = 5
+_WRITE_ATTEMPTS = 5  # for races lost to another writer (IntegrityError), not for waiting on a lock
 _INSTANT = re.compile(r"^\d{17}$")
+# A registered version's identity: changing one needs a new version (a new table).
 _IDENTITY_FIELDS = ("primary_key", "event_time", "partition_key", "hive_style_partitioning")
+# Its settings: changed only explicitly (update_feature_group, or a full spec from code: register_feature_group).
+SETTING_FIELDS = ("online_enabled", "online_ttl_seconds", "statistics_enabled")
+# Descriptive fields: what update_feature_group may change besides the settings.
+DESCRIPTIVE_FIELDS = ("description", "tags", "owner")
 _MAX_LISTED_NAMES = 20
 
 
@@ -103,7 +114,7 @@ class CommitRecord:
         object.__setattr__(self, "committed_at", moment.astimezone(timezone.utc))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, busy timeout and explicit BEGIN / BEGIN IMMEDIATE on every SQLite connection of ``engine``."""
 
     @event.listens_for(engine, "connect")
@@ -112,7 +123,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")  # first, so the WAL switch waits too
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")  # first, so the WAL switch waits too
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, and much faster
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -141,6 +152,9 @@ class Registry:
     Args:
         url: an SQLAlchemy URL, e.g. ``sqlite:////abs/path/registry.db`` (the store's default, see
             :meth:`for_root`) or ``postgresql+psycopg://user:pass@host/db``. Tables are created if missing.
+        timeout: seconds an operation waits for another process's lock on an SQLite registry before raising
+            :class:`RegistryUnavailableError` (PostgreSQL: the server's own ``lock_timeout`` applies; set it in
+            the URL's ``options``).
 
     Example:
         >>> registry = Registry.for_root(Path(".fs_store"))  # doctest: +SKIP
@@ -152,9 +166,12 @@ class Registry:
         'weather_hourly'
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         parsed = make_url(url)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise InvalidDataError(f"registry timeout must be a number of seconds >= 0, got {timeout!r}")
         self.url = url
+        self.timeout = float(timeout)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         if self._sqlite:
             database = parsed.database or ""
@@ -163,8 +180,8 @@ class Registry:
                 engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            _configure_sqlite(engine)
+                engine = create_engine(parsed, connect_args={"timeout": self.timeout})
+            _configure_sqlite(engine, int(self.timeout * 1000))
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
         self._engine = engine
@@ -173,14 +190,22 @@ class Registry:
         self._create_tables()
 
     @classmethod
-    def for_root(cls, root: Path) -> Registry:
+    def for_root(cls, root: Path, timeout: float = DEFAULT_TIMEOUT) -> Registry:
         """The store's default registry: the SQLite file ``<root>/registry.db`` (the folder is created)."""
         root = Path(root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{root / 'registry.db'}")
+        return cls(f"sqlite:///{root / 'registry.db'}", timeout=timeout)
 
     def __repr__(self) -> str:
         return f"Registry({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @property
+    def location(self) -> str:
+        """The SQLite file's path, or the URL without its password."""
+        parsed = make_url(self.url)
+        if self._sqlite and parsed.database not in (None, "", ":memory:"):
+            return str(parsed.database)
+        return parsed.render_as_string(hide_password=True)
 
     def __enter__(self) -> Registry:
         return self
@@ -218,13 +243,25 @@ class Registry:
                     Base.metadata.create_all(connection, checkfirst=True)
                 return
             except DBAPIError as exc:
-                retry = isinstance(exc, (OperationalError, ProgrammingError, IntegrityError)) and (
-                    _already_exists(exc) or (isinstance(exc, OperationalError) and _is_sqlite_busy(exc))
-                )
+                if self._busy(exc):
+                    self._engine.dispose()
+                    raise self._unavailable("creating its tables", exc) from exc
+                retry = isinstance(exc, (OperationalError, ProgrammingError, IntegrityError)) and _already_exists(exc)
                 if not retry or attempt == _WRITE_ATTEMPTS - 1:
                     self._engine.dispose()
-                    raise FeatureStoreError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
+                    raise RegistryError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
                 time.sleep(0.05 * (attempt + 1))
+
+    def _busy(self, exc: DBAPIError) -> bool:
+        """An SQLite lock still held by another process when the busy timeout ran out."""
+        return self._sqlite and isinstance(exc, OperationalError) and _is_sqlite_busy(exc)
+
+    def _unavailable(self, what: str, exc: DBAPIError) -> RegistryUnavailableError:
+        return RegistryUnavailableError(
+            f"registry {self.location} is locked by another process: {what} waited {self.timeout:g} s "
+            f"(registry_timeout) for it ({exc.orig}); a process holding a write transaction open (an open sqlite3 "
+            "shell, a stuck writer) blocks every other writer"
+        )
 
     def _read(self, what: str, work: Callable[[Session], T]) -> T:
         self._check_fork()
@@ -232,13 +269,20 @@ class Registry:
             with Session(self._engine) as session, session.begin():
                 return work(session)
         except DBAPIError as exc:
-            raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
+            if self._busy(exc):
+                raise self._unavailable(what, exc) from exc
+            raise RegistryError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
 
     def _write(self, what: str, work: Callable[[Session], T]) -> T:
         """Runs ``work`` in one short write transaction, retrying races lost to other writers.
 
         Args:
             what: names the operation (and feature group) in the error if it still fails.
+
+        Raises:
+            RegistryUnavailableError: the SQLite file stayed locked by another process for ``timeout`` seconds
+                (the busy timeout is the whole wait: it is not retried).
+            RegistryError: any other database failure.
         """
         self._check_fork()
         for attempt in range(_WRITE_ATTEMPTS):
@@ -246,15 +290,14 @@ class Registry:
                 with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
             except DBAPIError as exc:
+                if self._busy(exc):
+                    raise self._unavailable(what, exc) from exc
                 # IntegrityError: another writer inserted the same unique row between our select and insert
                 # (PostgreSQL); the retry's select sees it. SQLite cannot get here: BEGIN IMMEDIATE serialises
-                # writers. OperationalError "locked": still busy after the 30 s busy timeout.
-                retry = isinstance(exc, IntegrityError) or (
-                    self._sqlite and isinstance(exc, OperationalError) and _is_sqlite_busy(exc)
-                )
-                if not retry or attempt == _WRITE_ATTEMPTS - 1:
-                    raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
-                log.warning("registry %r: %s lost a race or timed out (%s); retrying", self, what, exc.orig)
+                # writers.
+                if not isinstance(exc, IntegrityError) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise RegistryError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
+                log.warning("registry %r: %s lost a race (%s); retrying", self, what, exc.orig)
             time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
