@@ -234,8 +234,7 @@ class FeatureGroup:
             OnlineStoreUnavailable: naming the Valkey address; nothing is lost, the next sync catches up.
             OnlineStoreError: the server refused a command (ACL, out of memory); also nothing lost.
         """
-        if not self.spec.online_enabled:
-            raise InvalidDataError(f"feature group {self.spec.key} is not online-enabled")
+        self._require_online()
         result = sync_feature_group(
             self.spec, self._reader(), self._store.online_store, self._store.project, full=full
         )
@@ -243,7 +242,12 @@ class FeatureGroup:
         return result
 
     def get_online(self, keys: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row."""
+        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row.
+
+        Key values must have the key columns' types (see :mod:`fs_dagster.core.online.codec`; timestamps also as
+        ISO strings). Raises InvalidDataError for a group that is not online-enabled (before any connection).
+        """
+        self._require_online()
         store = self._store.online_store
         layout = online_layout(self.spec, self._reader().schema(), self._store.project, store.config.key_prefix)
         entities = [tuple(k[c] for c in self.spec.primary_key) if isinstance(k, dict) else tuple(k) for k in keys]
@@ -252,6 +256,15 @@ class FeatureGroup:
             None if row is None else dict(zip(layout.key_columns + layout.value_columns, entity + row))
             for entity, row in zip(entities, rows)
         ]
+
+    def _require_online(self) -> None:
+        """Refuses online calls on a group that is not online-enabled, before the online store is touched (which
+        would start the embedded server, a process that outlives this one, only to fail afterwards)."""
+        if not self.spec.online_enabled:
+            raise InvalidDataError(
+                f"feature group {self.spec.key} is not online-enabled; turn it on with "
+                "update(online_enabled=True) (a full sync follows)"
+            )
 
     def sync_registry(self) -> None:
         """Records every Hudi commit the registry does not know yet (with statistics of the latest)."""

@@ -78,7 +78,9 @@ class FeatureStore:
 
     @property
     def online_store(self) -> OnlineStore:
-        """The Valkey connection (embedded server of the root unless configured); connects on first use.
+        """The Valkey connection (embedded server of the root unless configured); connects on first use. On the
+        embedded server it stays usable across restarts of that server on another port: an operation that finds
+        it gone reconnects to where the root's state file says it runs now (see :mod:`.online.online_store`).
 
         Raises:
             OnlineStoreUnavailable: naming the address.
