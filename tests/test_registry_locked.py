@@ -70,7 +70,8 @@ def test_insert_while_the_registry_is_locked_fails_clearly_keeps_the_commit_and_
         assert caught.value.result.rows_inserted == 1
         assert fg.latest_commit() == caught.value.instant and fg.count() == 2  # the commit stands
 
-        # registering a new group names the file
+        # getting an existing group takes no write lock; registering a new one names the file
+        assert fs.get_or_create_feature_group("g").spec.primary_key == ("id",)
         with pytest.raises(RegistryUnavailableError, match=rf"registry {database} is locked .*registering"):
             fs.get_or_create_feature_group("h", primary_key=["id"])
 

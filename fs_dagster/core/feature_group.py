@@ -75,6 +75,8 @@ class FeatureGroup:
         self._store = store
         self.spec = spec
         self.last_online_sync: OnlineSyncResult | None = None
+        # settings a full definition (FeatureStore.create_feature_group) changed: field -> (before, after)
+        self.definition_changes: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"FeatureGroup({self.spec.name!r}, version={self.spec.version}, path={str(self.path)!r})"
@@ -123,6 +125,46 @@ class FeatureGroup:
         if not self.exists():
             raise NotFoundError(f"feature group {self.spec.key} has no data yet (nothing was inserted)")
         return HudiTableReader(self.path)
+
+    # --- definition ---------------------------------------------------------------------------------------
+
+    def update(self, **changes: Any) -> FeatureGroup:
+        """Changes the registered settings or descriptions of this version, for every process using it.
+
+        Args:
+            changes: any of ``online_enabled``, ``online_ttl_seconds`` (None: no TTL), ``statistics_enabled``,
+                ``description``, ``tags``, ``owner``, ``features`` (``{"temp": "Temperature in F"}``).
+
+        Turning ``online_enabled`` on (or changing the TTL of an online group) fully syncs the online store from
+        the latest commit, so every key is served (with the new TTL) right away. Turning it off stops syncing and
+        serving; the values stay in Valkey until a later full sync replaces them. The primary key, event time and
+        partitioning cannot change (register a new version).
+
+        Returns:
+            This group, with the updated spec.
+
+        Raises:
+            InvalidDataError: an identity field, an unknown field or a bad value.
+            OnlineSyncError: the registry was updated but the full online sync failed; run
+                ``sync_online(full=True)`` once the online store is back.
+        """
+        before = self._store.registry.get_feature_group(self._store.project, self.spec.name, self.spec.version)
+        self.spec = self._store.registry.update_feature_group(
+            self._store.project, self.spec.name, self.spec.version, **changes
+        )
+        turned_on = self.spec.online_enabled and not before.online_enabled
+        ttl_changed = self.spec.online_enabled and self.spec.online_ttl_seconds != before.online_ttl_seconds
+        if (turned_on or ttl_changed) and self.exists():
+            try:
+                self.sync_online(full=True)
+            except OnlineStoreError as error:
+                raise OnlineSyncError(
+                    f"feature group {self.spec.key}: the registry now has online_enabled={self.spec.online_enabled}, "
+                    f"online_ttl_seconds={self.spec.online_ttl_seconds}, but the full online sync failed: {error}; "
+                    "run sync_online(full=True) once the online store is back",
+                    self.latest_commit(),
+                ) from error
+        return self
 
     # --- writes -------------------------------------------------------------------------------------------
 

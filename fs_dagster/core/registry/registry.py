@@ -342,12 +342,15 @@ class Registry:
     # ------------------------------------------------------------------ feature groups
 
     def register_feature_group(self, project: str, spec: FeatureGroupSpec) -> FeatureGroupSpec:
-        """Creates the feature group version, or updates its descriptive fields if it exists.
+        """Registers ``spec`` as the definition of the version: creates it, or applies it to the registered one.
+
+        This is the path of a definition in code (a Dagster asset's spec): the spec is complete, so its settings
+        (``online_enabled``, ``online_ttl_seconds``, ``statistics_enabled``) replace the stored ones. A
+        get-or-create, whose arguments may have been left out, uses :meth:`get_or_register_feature_group`.
 
         An existing version must have the same identity (``primary_key``, ``event_time``, ``partition_key``,
         ``hive_style_partitioning``); changing one needs a new version. Its description, tags and owner are
-        replaced by the ones in ``spec`` when those are non-empty; ``online_enabled`` and ``statistics_enabled``
-        always take the spec's value (a bool is never "not given"); feature descriptions are merged in by
+        replaced by the ones in ``spec`` when those are non-empty; feature descriptions are merged in by
         feature name (non-empty ones win), features the registry does not know yet are appended, and stored
         feature types are kept (they come from the table, see :meth:`update_features`).
 
@@ -362,46 +365,11 @@ class Registry:
         _check_unique_features(spec, spec.features)
 
         def work(session: Session) -> FeatureGroupSpec:
-            stmt = (
-                select(FeatureGroupRow)
-                .where(
-                    FeatureGroupRow.project == project,
-                    FeatureGroupRow.name == spec.name,
-                    FeatureGroupRow.version == spec.version,
-                )
-                .options(selectinload(FeatureGroupRow.features))
-            )
-            row = session.scalars(stmt).first()
+            row = self._find_exact(session, project, spec.name, spec.version)
             if row is None:
-                row = FeatureGroupRow(
-                    project=project,
-                    name=spec.name,
-                    version=spec.version,
-                    primary_key=list(spec.primary_key),
-                    event_time=spec.event_time,
-                    partition_key=list(spec.partition_key),
-                    online_enabled=spec.online_enabled,
-                    online_ttl_seconds=spec.online_ttl_seconds,
-                    statistics_enabled=spec.statistics_enabled,
-                    hive_style_partitioning=spec.hive_style_partitioning,
-                    description=spec.description,
-                    tags=list(spec.tags),
-                    owner=spec.owner,
-                )
-                row.features = [_feature_row(spec, position, f) for position, f in enumerate(spec.features)]
-                _refresh_search_text(row)
-                session.add(row)
-                session.flush()
-                return _to_spec(row)
-
+                return self._add(session, project, spec)
             stored = _to_spec(row)
-            for field in _IDENTITY_FIELDS:
-                if getattr(stored, field) != getattr(spec, field):
-                    raise InvalidDataError(
-                        f"feature group {spec.name!r} version {spec.version} in project {project!r} is registered with "
-                        f"{field}={getattr(stored, field)!r}, not {getattr(spec, field)!r}; "
-                        f"register a new version to change it"
-                    )
+            _check_agreement(project, stored, spec, _IDENTITY_FIELDS)
             if spec.description:
                 row.description = spec.description
             if spec.tags:
@@ -411,22 +379,139 @@ class Registry:
             row.online_enabled = spec.online_enabled
             row.online_ttl_seconds = spec.online_ttl_seconds
             row.statistics_enabled = spec.statistics_enabled
-            by_name = {f.name: f for f in row.features}
-            for feature in spec.features:
-                known = by_name.get(feature.name)
-                if known is None:
-                    row.features.append(_feature_row(stored, len(row.features), feature))
-                    continue
-                # Types belong to the table (update_features after each write); a declared one only fills a gap.
-                if feature.type and not known.type:
-                    known.type = feature.type
-                if feature.description:
-                    known.description = feature.description
+            _merge_features(row, stored, spec.features)
             _refresh_search_text(row)
             session.flush()
             return _to_spec(row)
 
         return self._write(f"registering feature group {spec.name!r} version {spec.version}", work)
+
+    def get_or_register_feature_group(
+        self, project: str, name: str, version: int, given: dict[str, Any]
+    ) -> FeatureGroupSpec:
+        """The registered ``name`` at ``version`` as it is stored, or a new version registered from ``given``
+        (a get-or-create: it never changes a stored definition).
+
+        Args:
+            given: the :class:`FeatureGroupSpec` fields the caller set explicitly (a new version gets the spec's
+                defaults for the others). Each given identity field or setting (:data:`SETTING_FIELDS`) must equal
+                the stored value; given descriptive fields are not compared (the stored ones are kept).
+
+        Raises:
+            InvalidDataError: a given field conflicts with the stored value; the message names the field, both
+                values, and how to change it (a new version, or :meth:`update_feature_group`). Or a new version
+                cannot be made from ``given`` (no primary key...).
+        """
+        _check_project(project)
+        checked = tuple(f for f in (*_IDENTITY_FIELDS, *SETTING_FIELDS) if f in given)
+
+        def find(session: Session) -> FeatureGroupSpec | None:
+            row = self._find_exact(session, project, name, version, features=True)
+            return None if row is None else _to_spec(row)
+
+        # read first: getting an existing group takes no write lock (works while another process holds it)
+        stored = self._read(f"reading feature group {name!r} version {version}", find)
+        if stored is None:
+            spec = FeatureGroupSpec(name=name, version=version, **given)
+            _check_unique_features(spec, spec.features)
+
+            def work(session: Session) -> FeatureGroupSpec:
+                row = self._find_exact(session, project, name, version)
+                return self._add(session, project, spec) if row is None else _to_spec(row)  # (lost a race)
+
+            stored = self._write(f"registering feature group {name!r} version {version}", work)
+        _check_agreement(project, stored, given, checked)
+        return stored
+
+    def update_feature_group(self, project: str, name: str, version: int, **changes: Any) -> FeatureGroupSpec:
+        """Changes settings or descriptive fields of a registered version explicitly.
+
+        Args:
+            changes: any of ``online_enabled``, ``online_ttl_seconds`` (None: no TTL), ``statistics_enabled``,
+                ``description``, ``tags``, ``owner``, and ``features`` (descriptions by feature name, a dict or
+                Feature objects; features not known yet are added).
+
+        Returns:
+            The spec as stored after the change.
+
+        Raises:
+            InvalidDataError: an identity field (those need a new version) or an unknown field, or a bad value.
+        """
+        identity = sorted(set(changes) & set(_IDENTITY_FIELDS))
+        if identity:
+            raise InvalidDataError(
+                f"feature group {name!r} version {version}: {', '.join(identity)} cannot change on a registered "
+                "version (it is the table's identity); register a new version instead"
+            )
+        unknown = sorted(set(changes) - {*SETTING_FIELDS, *DESCRIPTIVE_FIELDS, "features"})
+        if unknown:
+            raise InvalidDataError(
+                f"feature group {name!r} version {version}: cannot update {', '.join(unknown)}; updatable: "
+                f"{', '.join((*SETTING_FIELDS, *DESCRIPTIVE_FIELDS, 'features'))}"
+            )
+        for field in ("online_enabled", "statistics_enabled"):
+            if field in changes and not isinstance(changes[field], bool):
+                raise InvalidDataError(f"feature group {name!r}: {field} must be True or False, got {changes[field]!r}")
+        ttl = changes.get("online_ttl_seconds")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+            raise InvalidDataError(
+                f"feature group {name!r}: online_ttl_seconds must be a positive int or None, got {ttl!r}"
+            )
+        features = _as_features(changes.get("features") or ())
+
+        def work(session: Session) -> FeatureGroupSpec:
+            row = self._find(session, project, name, version, features=True)
+            stored = _to_spec(row)
+            _check_unique_features(stored, features)
+            for field in SETTING_FIELDS:
+                if field in changes:
+                    setattr(row, field, changes[field])
+            if "description" in changes:
+                row.description = changes["description"] or ""
+            if "tags" in changes:
+                row.tags = list(changes["tags"] or ())
+            if "owner" in changes:
+                row.owner = changes["owner"]
+            _merge_features(row, stored, features)
+            _refresh_search_text(row)
+            session.flush()
+            return _to_spec(row)
+
+        return self._write(f"updating feature group {name!r} version {version}", work)
+
+    @staticmethod
+    def _find_exact(
+        session: Session, project: str, name: str, version: int, *, features: bool = False
+    ) -> FeatureGroupRow | None:
+        stmt = select(FeatureGroupRow).where(
+            FeatureGroupRow.project == project, FeatureGroupRow.name == name, FeatureGroupRow.version == version
+        )
+        if features:
+            stmt = stmt.options(selectinload(FeatureGroupRow.features))
+        return session.scalars(stmt).first()
+
+    @staticmethod
+    def _add(session: Session, project: str, spec: FeatureGroupSpec) -> FeatureGroupSpec:
+        row = FeatureGroupRow(
+            project=project,
+            name=spec.name,
+            version=spec.version,
+            primary_key=list(spec.primary_key),
+            event_time=spec.event_time,
+            partition_key=list(spec.partition_key),
+            online_enabled=spec.online_enabled,
+            online_ttl_seconds=spec.online_ttl_seconds,
+            statistics_enabled=spec.statistics_enabled,
+            hive_style_partitioning=spec.hive_style_partitioning,
+            description=spec.description,
+            tags=list(spec.tags),
+            owner=spec.owner,
+        )
+        row.features = [_feature_row(spec, position, f) for position, f in enumerate(spec.features)]
+        _refresh_search_text(row)
+        session.add(row)
+        session.flush()
+        return _to_spec(row)
 
     def get_feature_group(self, project: str, name: str, version: int | None = None) -> FeatureGroupSpec:
         """The stored spec of ``name`` (its latest version when ``version`` is None).
@@ -729,6 +814,51 @@ def _check_unique_features(spec: FeatureGroupSpec, features: Sequence[Feature]) 
                 f"feature group {spec.name!r} version {spec.version}: feature {feature.name!r} is listed twice"
             )
         seen.add(feature.name)
+
+
+def _check_agreement(
+    project: str, stored: FeatureGroupSpec, requested: FeatureGroupSpec | dict[str, Any], fields: Sequence[str]
+) -> None:
+    """Refuses a requested value of ``fields`` that differs from the stored one, saying how to change it."""
+    for field in fields:
+        have = getattr(stored, field)
+        want = requested[field] if isinstance(requested, dict) else getattr(requested, field)
+        if field in ("primary_key", "partition_key") and isinstance(want, (list, tuple)):
+            want = tuple(want)
+        if have == want:
+            continue
+        spec = stored
+        where = f"feature group {spec.name!r} version {spec.version} in project {project!r}"
+        if field in _IDENTITY_FIELDS:
+            how = "register a new version to change it"
+        else:
+            how = (
+                f"a get-or-create never changes a stored definition: leave the argument out to keep it, or change "
+                f"it explicitly with fs.get_feature_group({spec.name!r}, {spec.version}).update({field}={want!r})"
+            )
+        raise InvalidDataError(f"{where} is registered with {field}={have!r}, not {want!r}; {how}")
+
+
+def _as_features(features: Any) -> tuple[Feature, ...]:
+    """Feature objects from ``{"name": "description"}`` or a sequence of Features."""
+    if isinstance(features, dict):
+        return tuple(Feature(name=n, description=d) for n, d in features.items())
+    return tuple(features)
+
+
+def _merge_features(row: FeatureGroupRow, stored: FeatureGroupSpec, features: Sequence[Feature]) -> None:
+    """Feature descriptions merged in by name (non-empty ones win); unknown features appended; types kept."""
+    by_name = {f.name: f for f in row.features}
+    for feature in features:
+        known = by_name.get(feature.name)
+        if known is None:
+            row.features.append(_feature_row(stored, len(row.features), feature))
+            continue
+        # Types belong to the table (update_features after each write); a declared one only fills a gap.
+        if feature.type and not known.type:
+            known.type = feature.type
+        if feature.description:
+            known.description = feature.description
 
 
 def _feature_row(spec: FeatureGroupSpec, position: int, feature: Feature) -> FeatureRow:
