@@ -96,11 +96,13 @@ def test_update_turns_online_on_with_a_full_sync_and_off_again(root) -> None:
     fg.insert(_rows(("c", T, 3.0)))
     assert not (root / "online").exists()  # an offline group never touched the online store
 
-    fg.update(online_enabled=True, description="Now online")
+    fg.update(online_enabled=True, description="Now online", features={"value": "Reading in volts"})
     assert fg.last_online_sync.full and fg.last_online_sync.keys_written == 3  # rows of every commit
     assert [r["value"] for r in fg.get_online([("a",), ("c",)])] == [1.0, 3.0]
     other = FeatureStore(root=root, project="p").get_feature_group("sensors")  # every process sees the change
     assert other.spec.online_enabled and other.spec.description == "Now online"
+    assert other.spec.feature("value").description == "Reading in volts"
+    assert any(hit.feature == "value" for hit in fs.search("volts"))  # search text follows the description
     other.insert(_rows(("a", T + timedelta(hours=1), 5.0)))
     assert fg.get_online([("a",)])[0]["value"] == 5.0
 
