@@ -9,13 +9,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.feature_group import FeatureGroup
 from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
-from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.registry import Registry, SearchHit
 from fs_dagster.core.registry.registry import DEFAULT_TIMEOUT, SETTING_FIELDS
-from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_name
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_name
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class FeatureStore:
             "online_enabled": online_enabled,
             "online_ttl_seconds": online_ttl_seconds,
             "description": description,
-            "features": None if features is None else _features(features),
+            "features": None if features is None else as_features(features),
             "tags": None if tags is None else tuple(tags),
             "owner": owner,
             "hive_style_partitioning": hive_style_partitioning,
@@ -229,12 +229,6 @@ class FeatureStore:
             spec.get("transformation_functions"),
         )
 
-
-
-def _features(features: dict[str, str] | Sequence[Feature]) -> tuple[Feature, ...]:
-    if isinstance(features, dict):
-        return tuple(Feature(name=n, description=d) for n, d in features.items())
-    return tuple(features)
 
 
 def _warn_kept_descriptions(stored: FeatureGroupSpec, given: dict[str, Any]) -> None:

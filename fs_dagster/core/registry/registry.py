@@ -49,7 +49,7 @@ from fs_dagster.core.registry.models import (
 )
 from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
 from fs_dagster.core.registry.search import search as _search
-from fs_dagster.core.specs import Feature, FeatureGroupSpec
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ class Registry:
             raise InvalidDataError(
                 f"feature group {name!r}: online_ttl_seconds must be a positive int or None, got {ttl!r}"
             )
-        features = _as_features(changes.get("features") or ())
+        features = as_features(changes.get("features") or ())
 
         def work(session: Session) -> FeatureGroupSpec:
             row = self._find(session, project, name, version, features=True)
@@ -827,23 +827,15 @@ def _check_agreement(
             want = tuple(want)
         if have == want:
             continue
-        spec = stored
-        where = f"feature group {spec.name!r} version {spec.version} in project {project!r}"
+        where = f"feature group {stored.name!r} version {stored.version} in project {project!r}"
         if field in _IDENTITY_FIELDS:
             how = "register a new version to change it"
         else:
             how = (
                 f"a get-or-create never changes a stored definition: leave the argument out to keep it, or change "
-                f"it explicitly with fs.get_feature_group({spec.name!r}, {spec.version}).update({field}={want!r})"
+                f"it explicitly with fs.get_feature_group({stored.name!r}, {stored.version}).update({field}={want!r})"
             )
         raise InvalidDataError(f"{where} is registered with {field}={have!r}, not {want!r}; {how}")
-
-
-def _as_features(features: Any) -> tuple[Feature, ...]:
-    """Feature objects from ``{"name": "description"}`` or a sequence of Features."""
-    if isinstance(features, dict):
-        return tuple(Feature(name=n, description=d) for n, d in features.items())
-    return tuple(features)
 
 
 def _merge_features(row: FeatureGroupRow, stored: FeatureGroupSpec, features: Sequence[Feature]) -> None:
