@@ -60,12 +60,15 @@ def commit_feature_group(
         raise as_failure(
             FeatureStoreError(f"feature group {spec.name}: expected a pandas DataFrame or Arrow table, got {type(data).__name__}")
         )
-    fg: FeatureGroup = store.create_feature_group(spec)
     try:
+        # the asset's spec is the definition: changed settings (online_enabled...) are applied and reported
+        fg: FeatureGroup = store.create_feature_group(spec)
         result = fg.insert(data, window=window, sync_online=False)
     except FeatureStoreError as error:
         raise as_failure(error, feature_group=spec.key) from error
-    online_error = _sync_online(fg) if fg.spec.online_enabled and result.instant else None
+    # online just turned on (or its TTL changed): every key, not only this commit's, must be (re)written
+    full = fg.spec.online_enabled and any(f in fg.definition_changes for f in ("online_enabled", "online_ttl_seconds"))
+    online_error = _sync_online(fg, full) if fg.spec.online_enabled and (result.instant or (full and fg.exists())) else None
     latest = result.instant or fg.latest_commit()
     metadata: dict[str, Any] = {}
     if fg.exists():
@@ -85,14 +88,18 @@ def commit_feature_group(
     metadata["fs_dagster/preview"] = preview(frame)
     if fg.spec.online_enabled:
         metadata.update(_online_metadata(fg, online_error))
+    if fg.definition_changes:
+        metadata["fs_dagster/definition_changes"] = "; ".join(
+            f"{field}: {old!r} -> {new!r}" for field, (old, new) in fg.definition_changes.items()
+        )
     commit = FeatureGroupCommit(spec.name, spec.version, result.instant, latest or "", result, online_error)
     return commit, metadata
 
 
-def _sync_online(fg: FeatureGroup) -> str | None:
+def _sync_online(fg: FeatureGroup, full: bool = False) -> str | None:
     """Syncs the new commit to Valkey; an unreachable store is reported (the commit stays) instead of raised."""
     try:
-        fg.sync_online()
+        fg.sync_online(full=full)
         return None
     except OnlineStoreUnavailable as error:
         return str(error)

@@ -34,6 +34,11 @@ class FeatureStoreResource(ConfigurableResource):
     )
     lock_timeout: float = Field(default=60.0, description="Seconds a write waits for another writer of the table.")
     durable: bool = Field(default=True, description="fsync data files and commits before publishing them.")
+    registry_timeout: float = Field(
+        default=30.0,
+        description="Seconds a registry operation waits for another process's lock on the SQLite registry before "
+        "failing with an error naming the file (an insert's offline commit is kept).",
+    )
     online_url: Optional[str] = Field(
         default=None,
         description="Valkey URL of the online store (valkey://host:port/db, valkeys:// for TLS); "
@@ -58,6 +63,7 @@ class FeatureStoreResource(ConfigurableResource):
                 registry_url=self.registry_url,
                 lock_timeout=self.lock_timeout,
                 durable=self.durable,
+                registry_timeout=self.registry_timeout,
                 online=OnlineStoreConfig(
                     url=self.online_url,
                     username=self.online_username,

@@ -32,3 +32,11 @@ class CommitNotFoundError(FeatureStoreError, LookupError):
 
 class NotFoundError(FeatureStoreError, LookupError):
     """A feature group, feature view or other registry entry that does not exist."""
+
+
+class RegistryError(FeatureStoreError):
+    """The registry database failed an operation; the message names the registry (file or URL) and the operation."""
+
+
+class RegistryUnavailableError(RegistryError, TimeoutError):
+    """The registry stayed locked by another process (or unreachable) for longer than ``registry_timeout``."""

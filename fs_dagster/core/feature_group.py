@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError, RegistryError
 from fs_dagster.core.feature_view import Query, Selection
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
@@ -36,6 +36,17 @@ class OnlineSyncError(FeatureStoreError):
     def __init__(self, message: str, instant: str | None) -> None:
         super().__init__(message)
         self.instant = instant
+
+
+class RegistrySyncError(FeatureStoreError):
+    """The offline commit succeeded but the registry could not record it (e.g. locked by another process for
+    longer than ``registry_timeout``); the registry catches up at the next write or :meth:`FeatureGroup.sync_registry`.
+    ``result`` is the commit; the registry's error is the ``__cause__``."""
+
+    def __init__(self, message: str, result: CommitResult) -> None:
+        super().__init__(message)
+        self.result = result
+        self.instant = result.instant
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,8 @@ class FeatureGroup:
         self._store = store
         self.spec = spec
         self.last_online_sync: OnlineSyncResult | None = None
+        # settings a full definition (FeatureStore.create_feature_group) changed: field -> (before, after)
+        self.definition_changes: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"FeatureGroup({self.spec.name!r}, version={self.spec.version}, path={str(self.path)!r})"
@@ -113,6 +126,46 @@ class FeatureGroup:
             raise NotFoundError(f"feature group {self.spec.key} has no data yet (nothing was inserted)")
         return HudiTableReader(self.path)
 
+    # --- definition ---------------------------------------------------------------------------------------
+
+    def update(self, **changes: Any) -> FeatureGroup:
+        """Changes the registered settings or descriptions of this version, for every process using it.
+
+        Args:
+            changes: any of ``online_enabled``, ``online_ttl_seconds`` (None: no TTL), ``statistics_enabled``,
+                ``description``, ``tags``, ``owner``, ``features`` (``{"temp": "Temperature in F"}``).
+
+        Turning ``online_enabled`` on (or changing the TTL of an online group) fully syncs the online store from
+        the latest commit, so every key is served (with the new TTL) right away. Turning it off stops syncing and
+        serving; the values stay in Valkey until a later full sync replaces them. The primary key, event time and
+        partitioning cannot change (register a new version).
+
+        Returns:
+            This group, with the updated spec.
+
+        Raises:
+            InvalidDataError: an identity field, an unknown field or a bad value.
+            OnlineSyncError: the registry was updated but the full online sync failed; run
+                ``sync_online(full=True)`` once the online store is back.
+        """
+        before = self._store.registry.get_feature_group(self._store.project, self.spec.name, self.spec.version)
+        self.spec = self._store.registry.update_feature_group(
+            self._store.project, self.spec.name, self.spec.version, **changes
+        )
+        turned_on = self.spec.online_enabled and not before.online_enabled
+        ttl_changed = self.spec.online_enabled and self.spec.online_ttl_seconds != before.online_ttl_seconds
+        if (turned_on or ttl_changed) and self.exists():
+            try:
+                self.sync_online(full=True)
+            except OnlineStoreError as error:
+                raise OnlineSyncError(
+                    f"feature group {self.spec.key}: the registry now has online_enabled={self.spec.online_enabled}, "
+                    f"online_ttl_seconds={self.spec.online_ttl_seconds}, but the full online sync failed: {error}; "
+                    "run sync_online(full=True) once the online store is back",
+                    self.latest_commit(),
+                ) from error
+        return self
+
     # --- writes -------------------------------------------------------------------------------------------
 
     def insert(self, data: Any, *, window: TimeWindow | None = None, sync_online: bool = True) -> CommitResult:
@@ -127,6 +180,8 @@ class FeatureGroup:
 
         Raises:
             InvalidDataError: naming the column/value at fault (null key, unsupported type, type change...).
+            OnlineSyncError: the commit is kept, the online store could not be updated.
+            RegistrySyncError: the commit is kept, the registry could not record it within ``registry_timeout``.
         """
         table = to_arrow(data)
         self._validate_event_time(table, window)
@@ -135,7 +190,11 @@ class FeatureGroup:
         return result
 
     def delete(self, keys: Any) -> CommitResult:
-        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched)."""
+        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched).
+
+        Key values must have the key columns' types (an int key is not deleted by ``"2"`` or ``2.0``); errors
+        as for :meth:`insert`.
+        """
         result = self._writer().delete(to_arrow(keys))
         self._after_commit(result)
         return result
@@ -176,26 +235,39 @@ class FeatureGroup:
             )
 
     def _after_commit(self, result: CommitResult, sync_online: bool = True) -> None:
-        """Mirrors the commit into the registry: schema, commit counts, statistics.
+        """Mirrors the commit into the registry (schema, commit counts, statistics) and the online store.
 
-        The Hudi commit is the source of truth; a registry failure here is logged and repaired by the next
-        :meth:`sync_registry` (every write and read of commit details calls it).
+        The Hudi commit is the source of truth and stays whatever fails here. A registry that cannot record it
+        (locked or unreachable) raises :class:`RegistrySyncError` after the online sync was tried; the next
+        :meth:`sync_registry` (every write and read of statistics calls it) catches up. Other failures of the
+        statistics are logged and repaired the same way.
         """
         if result.instant is None:
             return
+        registry_error: RegistryError | None = None
         try:
             self.sync_registry()
-        except Exception:  # the data is committed; the registry catches up on the next sync
+        except RegistryError as error:
+            registry_error = error
+        except Exception:  # e.g. statistics of an unusual column: the data is committed, the next sync retries
             log.exception("feature group %s: registry update after commit %s failed", self.spec.key, result.instant)
         if self.spec.online_enabled and sync_online:
             try:
                 self.sync_online()
             except OnlineStoreError as error:  # unreachable, refused (auth, ACL, out of memory): the commit stays
+                also = f" (the registry was not updated either: {registry_error})" if registry_error else ""
                 raise OnlineSyncError(
                     f"feature group {self.spec.key}: offline commit {result.instant} is kept, but {error}; "
-                    "the next write or sync_online() brings the online store up to date",
+                    f"the next write or sync_online() brings the online store up to date{also}",
                     result.instant,
                 ) from error
+        if registry_error is not None:
+            raise RegistrySyncError(
+                f"feature group {self.spec.key}: offline commit {result.instant} is kept, but the registry did not "
+                f"record it: {registry_error}. The registry catches up at the next write, statistics read or "
+                "sync_registry()",
+                result,
+            ) from registry_error
 
     def sync_online(self, full: bool = False) -> OnlineSyncResult:
         """Brings the online store up to the latest commit (incrementally; ``full`` rewrites every key).
@@ -204,8 +276,7 @@ class FeatureGroup:
             OnlineStoreUnavailable: naming the Valkey address; nothing is lost, the next sync catches up.
             OnlineStoreError: the server refused a command (ACL, out of memory); also nothing lost.
         """
-        if not self.spec.online_enabled:
-            raise InvalidDataError(f"feature group {self.spec.key} is not online-enabled")
+        self._require_online()
         result = sync_feature_group(
             self.spec, self._reader(), self._store.online_store, self._store.project, full=full
         )
@@ -213,7 +284,12 @@ class FeatureGroup:
         return result
 
     def get_online(self, keys: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row."""
+        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row.
+
+        Key values must have the key columns' types (see :mod:`fs_dagster.core.online.codec`; timestamps also as
+        ISO strings). Raises InvalidDataError for a group that is not online-enabled (before any connection).
+        """
+        self._require_online()
         store = self._store.online_store
         layout = online_layout(self.spec, self._reader().schema(), self._store.project, store.config.key_prefix)
         entities = [tuple(k[c] for c in self.spec.primary_key) if isinstance(k, dict) else tuple(k) for k in keys]
@@ -222,6 +298,15 @@ class FeatureGroup:
             None if row is None else dict(zip(layout.key_columns + layout.value_columns, entity + row))
             for entity, row in zip(entities, rows)
         ]
+
+    def _require_online(self) -> None:
+        """Refuses online calls on a group that is not online-enabled, before the online store is touched (which
+        would start the embedded server, a process that outlives this one, only to fail afterwards)."""
+        if not self.spec.online_enabled:
+            raise InvalidDataError(
+                f"feature group {self.spec.key} is not online-enabled; turn it on with "
+                "update(online_enabled=True) (a full sync follows)"
+            )
 
     def sync_registry(self) -> None:
         """Records every Hudi commit the registry does not know yet (with statistics of the latest)."""

@@ -390,16 +390,17 @@ class FeatureView:
 
     def _online_layouts(self) -> list[Any]:
         if self._layouts is None:
-            online = self._store.online_store
-            layouts = []
-            for fg in self._groups:
+            for fg in self._groups:  # before the online store is touched (it may start the embedded server)
                 if not fg.spec.online_enabled:
                     raise InvalidDataError(
                         f"feature view {self.name}: feature group {fg.spec.key} is not online-enabled, so it "
-                        "cannot serve feature vectors"
+                        "cannot serve feature vectors (turn it on with update(online_enabled=True))"
                     )
-                layouts.append(online_layout(fg.spec, fg.schema(), self._store.project, online.config.key_prefix))
-            self._layouts = layouts
+            online = self._store.online_store
+            self._layouts = [
+                online_layout(fg.spec, fg.schema(), self._store.project, online.config.key_prefix)
+                for fg in self._groups
+            ]
         return self._layouts
 
     def get_feature_vector(

@@ -51,6 +51,13 @@ class Feature:
         return cls(**{k: data[k] for k in ("name", "type", "description", "primary", "partition", "event_time") if k in data})
 
 
+def as_features(features: Any) -> tuple[Feature, ...]:
+    """Feature objects from per-feature descriptions (``{"temp": "Temperature in F"}``) or Feature objects."""
+    if isinstance(features, dict):
+        return tuple(Feature(name=n, description=d) for n, d in features.items())
+    return tuple(features)
+
+
 @dataclass(frozen=True)
 class FeatureGroupSpec:
     """A versioned table of features about one entity.

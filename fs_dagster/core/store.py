@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.feature_group import FeatureGroup
 from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
 from fs_dagster.core.registry import Registry, SearchHit
-from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_name
+from fs_dagster.core.registry.registry import DEFAULT_TIMEOUT, SETTING_FIELDS
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_name
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from fs_dagster.core.models.registry import ModelRegistry
@@ -33,6 +38,9 @@ class FeatureStore:
         lock_timeout: seconds a write waits for another writer of the same feature group.
         durable: fsync data and commits before publishing (off only for throwaway stores).
         online: where the online store lives; default: the embedded Valkey of ``root`` (started on demand).
+        registry_timeout: seconds a registry operation waits for another process's lock on the SQLite registry,
+            then :class:`~fs_dagster.core.errors.RegistryUnavailableError` naming the file (after an insert:
+            :class:`~fs_dagster.core.feature_group.RegistrySyncError`; the offline commit is kept).
 
     Example:
         fs = FeatureStore(root="./.fs_store", project="flights")
@@ -50,10 +58,12 @@ class FeatureStore:
         lock_timeout: float = 60.0,
         durable: bool = True,
         online: OnlineStoreConfig | None = None,
+        registry_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.project = check_name("project", project)
         self.registry_url = registry_url
+        self.registry_timeout = registry_timeout
         self.write_options: dict[str, Any] = {"lock_timeout": lock_timeout, "durable": durable}
         self.online_config = online or OnlineStoreConfig()
         self._lock = threading.Lock()
@@ -66,12 +76,14 @@ class FeatureStore:
     def registry(self) -> Registry:
         with self._lock:
             if self.registry_url:
-                return Registry(self.registry_url)
-            return Registry.for_root(self.root)
+                return Registry(self.registry_url, timeout=self.registry_timeout)
+            return Registry.for_root(self.root, timeout=self.registry_timeout)
 
     @property
     def online_store(self) -> OnlineStore:
-        """The Valkey connection (embedded server of the root unless configured); connects on first use.
+        """The Valkey connection (embedded server of the root unless configured); connects on first use. On the
+        embedded server it stays usable across restarts of that server on another port: an operation that finds
+        it gone reconnects to where the root's state file says it runs now (see :mod:`.online.online_store`).
 
         Raises:
             OnlineStoreUnavailable: naming the address.
@@ -91,55 +103,89 @@ class FeatureStore:
     # --- feature groups -----------------------------------------------------------------------------------
 
     def create_feature_group(self, spec: FeatureGroupSpec) -> FeatureGroup:
-        """Registers ``spec`` (or returns the registered group when it has the same keys)."""
+        """Registers ``spec`` as the feature group's definition (the Dagster path: the code is the definition).
+
+        A new version is created. For a registered one the identity must match (a new version changes it); its
+        settings (``online_enabled``, ``online_ttl_seconds``, ``statistics_enabled``) become the spec's, and
+        non-empty descriptions replace the stored ones. A changed setting is logged as a warning and listed in
+        the returned group's :attr:`~FeatureGroup.definition_changes`; the Dagster face fully syncs the online
+        store when ``online_enabled`` turns on. To get a group without restating it, use
+        :meth:`get_feature_group` or :meth:`get_or_create_feature_group`.
+        """
+        try:
+            before: FeatureGroupSpec | None = self.registry.get_feature_group(self.project, spec.name, spec.version)
+        except NotFoundError:
+            before = None
         stored = self.registry.register_feature_group(self.project, spec)
-        return FeatureGroup(self, stored)
+        group = FeatureGroup(self, stored)
+        if before is not None:
+            group.definition_changes = {
+                f: (getattr(before, f), getattr(stored, f))
+                for f in SETTING_FIELDS
+                if getattr(before, f) != getattr(stored, f)
+            }
+            if group.definition_changes:
+                log.warning(
+                    "feature group %s: the definition changed its settings: %s", spec.key,
+                    ", ".join(f"{f} {old!r} -> {new!r}" for f, (old, new) in group.definition_changes.items()),
+                )
+        return group
 
     def get_or_create_feature_group(
         self,
         name: str,
         version: int = 1,
-        primary_key: Sequence[str] | str = (),
+        primary_key: Sequence[str] | str | None = None,
         event_time: str | None = None,
-        partition_key: Sequence[str] | str = (),
-        online_enabled: bool = False,
+        partition_key: Sequence[str] | str | None = None,
+        online_enabled: bool | None = None,
         online_ttl_seconds: int | None = None,
-        description: str = "",
+        description: str | None = None,
         features: dict[str, str] | Sequence[Feature] | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
         owner: str | None = None,
-        hive_style_partitioning: bool = True,
-        statistics_enabled: bool = True,
+        hive_style_partitioning: bool | None = None,
+        statistics_enabled: bool | None = None,
     ) -> FeatureGroup:
-        """The feature group ``name`` at ``version``, created (registered) if it does not exist.
+        """The feature group ``name`` at ``version`` as registered, created if it does not exist.
+
+        A get-or-create never changes a stored definition. Arguments left out (None) keep the stored values (a
+        new group gets the defaults of :class:`FeatureGroupSpec`: no partitioning, ``online_enabled=False``,
+        statistics on, ...). An argument that is given must agree with the stored group: a different
+        ``primary_key``, ``event_time``, ``partition_key`` or ``hive_style_partitioning`` needs a new version; a
+        different ``online_enabled``, ``online_ttl_seconds`` or ``statistics_enabled`` is changed explicitly with
+        :meth:`FeatureGroup.update`. Descriptions, tags, owner and feature descriptions of an existing group are
+        kept as stored (as Hopsworks does); a differing one is logged as a warning (change it with
+        ``update(description=...)``).
 
         Args:
             features: per-feature descriptions, ``{"temp": "Temperature in F"}`` or Feature objects.
             Other arguments: see :class:`FeatureGroupSpec`.
 
         Raises:
-            InvalidDataError: the group exists with other keys (use a new version to change them).
+            InvalidDataError: a given argument conflicts with the registered group (the message names the field,
+                the stored and the requested value, and how to change it), or a new group has no primary key.
         """
-        if isinstance(features, dict):
-            feature_specs = tuple(Feature(name=n, description=d) for n, d in features.items())
-        else:
-            feature_specs = tuple(features or ())
-        spec = FeatureGroupSpec(
-            name=name,
-            version=version,
-            primary_key=tuple([primary_key] if isinstance(primary_key, str) else primary_key),
-            event_time=event_time,
-            partition_key=tuple([partition_key] if isinstance(partition_key, str) else partition_key),
-            online_enabled=online_enabled,
-            online_ttl_seconds=online_ttl_seconds,
-            description=description,
-            features=feature_specs,
-            tags=tuple(tags),
-            owner=owner,
-            hive_style_partitioning=hive_style_partitioning,
-            statistics_enabled=statistics_enabled,
-        )
-        return self.create_feature_group(spec)
+        arguments = {
+            "primary_key": None if primary_key is None else tuple([primary_key] if isinstance(primary_key, str)
+                                                                  else primary_key),
+            "event_time": event_time,
+            "partition_key": None if partition_key is None else tuple([partition_key] if isinstance(partition_key, str)
+                                                                      else partition_key),
+            "online_enabled": online_enabled,
+            "online_ttl_seconds": online_ttl_seconds,
+            "description": description,
+            "features": None if features is None else as_features(features),
+            "tags": None if tags is None else tuple(tags),
+            "owner": owner,
+            "hive_style_partitioning": hive_style_partitioning,
+            "statistics_enabled": statistics_enabled,
+        }
+        given = {field: value for field, value in arguments.items() if value is not None}
+        check_name("feature group", name)
+        stored = self.registry.get_or_register_feature_group(self.project, name, version, given)
+        _warn_kept_descriptions(stored, given)
+        return FeatureGroup(self, stored)
 
     def get_feature_group(self, name: str, version: int | None = None) -> FeatureGroup:
         """A registered feature group (latest version if ``version`` is None).
@@ -194,3 +240,18 @@ class FeatureStore:
             spec.get("transformation_functions"),
         )
 
+
+
+def _warn_kept_descriptions(stored: FeatureGroupSpec, given: dict[str, Any]) -> None:
+    """Logs the given descriptive fields a get-or-create kept as stored (it never changes a stored group)."""
+    differing = [f for f in ("description", "tags", "owner") if f in given and given[f] != getattr(stored, f)]
+    differing += [
+        f"features[{f.name!r}].description"
+        for f in given.get("features", ())
+        if f.description and (stored.feature(f.name) is None or stored.feature(f.name).description != f.description)
+    ]
+    if differing:
+        log.warning(
+            "feature group %s exists: get_or_create_feature_group keeps its registered %s; change them with "
+            "fs.get_feature_group(%r, %d).update(...)", stored.key, ", ".join(differing), stored.name, stored.version,
+        )

@@ -45,6 +45,7 @@ from fs_dagster.core.offline.hudi_schema import (
     canonicalize_new_table,
     conform_to_table,
     to_arrow,
+    type_family,
 )
 from fs_dagster.core.offline.hudi_timeline import (
     PARTITION_METADATA,
@@ -466,6 +467,17 @@ def _prepare_delete(batch: pa.Table, config: HudiTableConfig, table_schema: pa.S
 
 
 def _cast_key(name: str, array: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """A delete's key column in the table's type. Only the type family an insert of the column accepts is cast
+    (int32 -> int64, naive -> UTC timestamps, ints into a float column): a string ``"2"`` or a float ``3.0`` for
+    an int key is refused, never converted into a key that deletes another entity."""
+    want, got = type_family(target), type_family(array.type)
+    if want is not None and got != want and not (want == "floating" and got == "integer") and array.type != pa.null():
+        valid = array.drop_null()
+        example = f"{valid[0].as_py()!r} " if len(valid) else ""
+        raise InvalidDataError(
+            f"key column {name!r} is {target} in the table, but the delete has {example}({array.type}); keys are "
+            f"compared by their declared type: give {want} values"
+        )
     try:
         if pa.types.is_timestamp(array.type) and array.type.tz is None and pa.types.is_timestamp(target):
             array = pc.assume_timezone(array, "UTC")

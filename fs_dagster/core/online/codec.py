@@ -6,8 +6,12 @@ Key:   ``<prefix><project>:<group>:<version>:<schema id>|<entity>``; ``<entity>`
        column never reads values written for another schema.
 Value: a 37-byte ASCII header ``<20-digit event time in µs + 10^18><17-digit commit instant>`` that the server
        compares to decide whether a write is newer, then one MessagePack array of the non-key columns in schema
-       order (timestamps as µs, dates as days). Arrays of positional values are ~3x smaller and faster to decode
-       than per-field hashes, and a batch of values decodes in one C call (see :func:`decode_many`).
+       order (timestamps as µs, dates as days; floats as float64, so NaN, +-inf and -0.0 are served exactly as
+       the offline table holds them, and only a null is nil/None). Arrays of positional values are ~3x smaller
+       and faster to decode than per-field hashes, and a batch of values decodes in one C call (see
+       :func:`decode_many`).
+Requests: a primary-key value must have its column's declared type (see :func:`_scalar_key_text`): ``"1"`` or
+       ``1.0`` never finds the entity with int key 1.
 """
 
 from __future__ import annotations
@@ -268,24 +272,62 @@ def _key_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _scalar_key_text(value: Any, arrow_type: pa.DataType, column: str) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    """The key text of one requested primary-key value, accepted only in the column's declared type family (the
+    types a write of that column accepts), so a lookup never matches another entity by a lenient conversion:
+
+    - integer columns: ``int`` or a numpy integer (not ``bool``, ``str`` or ``float``: ``"1"`` or ``1.0`` is refused);
+    - string columns: ``str`` only;
+    - timestamp columns: ``datetime`` (pandas ``Timestamp`` included; naive values are UTC, as writes take them),
+      ``numpy.datetime64`` or an ISO 8601 string (``"2013-01-01T10:00:00Z"``);
+    - date columns: ``date`` (not a ``datetime``) or an ISO date string (``"2013-01-01"``);
+    - boolean columns: ``bool`` or ``numpy.bool_``; floating columns: ``float``, numpy floats or ints.
+
+    Raises:
+        InvalidDataError: naming the column, the value and the declared type.
+    """
+    if value is None or (type(value) is not str and value != value):  # None, NaN, NaT
         raise InvalidDataError(f"key column {column!r} is missing or null in the request")
-    try:
-        if pa.types.is_timestamp(arrow_type):
-            moment = _to_datetime(value)
-            return str((moment - EPOCH) // timedelta(microseconds=1))
-        if pa.types.is_date(arrow_type):
-            day = value.date() if isinstance(value, datetime) else (date.fromisoformat(value) if isinstance(value, str) else value)
-            return str((day - EPOCH_DATE).days)
-        if pa.types.is_boolean(arrow_type):
-            return "1" if bool(value) else "0"
-        if pa.types.is_integer(arrow_type):
+    if pa.types.is_integer(arrow_type):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return str(int(value))
-        if pa.types.is_floating(arrow_type):
+        raise _wrong_key_type(value, arrow_type, column, "an int")
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        if isinstance(value, str):
+            return str(value)
+        raise _wrong_key_type(value, arrow_type, column, "a str")
+    if pa.types.is_timestamp(arrow_type):
+        if not isinstance(value, (datetime, str, np.datetime64)):
+            raise _wrong_key_type(value, arrow_type, column, "a datetime or an ISO 8601 string")
+        try:
+            moment = _to_datetime(value)
+            return str((moment - EPOCH) // _ONE_MICROSECOND)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidDataError(f"key column {column!r}: {value!r} is not a valid {arrow_type}") from exc
+    if pa.types.is_date(arrow_type):
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return str((value - EPOCH_DATE).days)
+        if isinstance(value, str):
+            try:
+                return str((date.fromisoformat(value) - EPOCH_DATE).days)
+            except ValueError as exc:
+                raise InvalidDataError(f"key column {column!r}: {value!r} is not a valid {arrow_type}") from exc
+        raise _wrong_key_type(value, arrow_type, column, "a date or an ISO date string")
+    if pa.types.is_boolean(arrow_type):
+        if isinstance(value, (bool, np.bool_)):
+            return "1" if value else "0"
+        raise _wrong_key_type(value, arrow_type, column, "a bool")
+    if pa.types.is_floating(arrow_type):
+        if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, bool):
             return pa.scalar(float(value), arrow_type).cast(pa.string()).as_py()
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidDataError(f"key column {column!r}: {value!r} is not a valid {arrow_type}") from exc
+        raise _wrong_key_type(value, arrow_type, column, "a float")
+    return str(value)  # a type fs-dagster does not create itself (e.g. a Spark table's decimal)
+
+
+def _wrong_key_type(value: Any, arrow_type: pa.DataType, column: str, wanted: str) -> InvalidDataError:
+    return InvalidDataError(
+        f"key column {column!r} is {arrow_type}, but the request has {value!r} ({type(value).__name__}); give "
+        f"{wanted} (keys are compared by their declared type, so another type never matches another entity)"
+    )
 
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -320,8 +362,8 @@ def _to_datetime(value: Any) -> datetime:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
         value = value.to_pydatetime()
-    if isinstance(value, np.datetime64):
-        value = datetime.fromtimestamp(value.astype("datetime64[us]").astype(np.int64) / 1e6, timezone.utc)
+    if isinstance(value, np.datetime64):  # (integer microseconds: a float of seconds would round some of them)
+        value = EPOCH + timedelta(microseconds=int(value.astype("datetime64[us]").astype(np.int64)))
     if not isinstance(value, datetime):
         raise TypeError(f"not a timestamp: {value!r}")
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -333,9 +375,7 @@ def _plain_values(column: pa.ChunkedArray) -> list[Any]:
         return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     if pa.types.is_date(t):
         return column.cast(pa.date32()).cast(pa.int32()).to_pylist()
-    if pa.types.is_floating(t):  # NaN -> None: online readers see nulls where the offline store has NaN/null
-        return pc.if_else(pc.is_nan(column), None, column).to_pylist()
-    return column.to_pylist()
+    return column.to_pylist()  # (floats: NaN stays NaN, null is None, as in the offline table)
 
 
 def _converter(arrow_type: pa.DataType):
@@ -660,11 +700,7 @@ def _msgpack_parts(column: pa.Array) -> list[pa.Array] | None:
         return [_pack_ints(values, _valid(column))]
     if pa.types.is_floating(t):
         values = column.cast(pa.float64()).fill_null(0.0).to_numpy()
-        valid = _valid(column)
-        nan = np.isnan(values)
-        if nan.any():  # NaN -> nil, as _plain_values
-            valid = ~nan if valid is None else valid & ~nan
-        return [_pack_floats(values, valid)]
+        return [_pack_floats(values, _valid(column))]  # NaN, inf, -0.0 are float64 values; null is nil
     if pa.types.is_boolean(t):
         tags = np.where(column.fill_null(False).to_numpy(zero_copy_only=False), np.uint8(0xC3), np.uint8(0xC2))
         valid = _valid(column)

@@ -1,11 +1,18 @@
-"""Online/offline consistency: sampled keys of the latest Hudi snapshot compared with what Valkey serves."""
+"""Online/offline consistency: sampled keys of the latest Hudi snapshot compared with what Valkey serves.
+
+Values are compared as the offline table holds them (Arrow values, not pandas, which would turn nulls of a float
+column into NaN): a null must be served as None and a NaN as NaN (NaN equals NaN here), so a store that turned one
+into the other is reported.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 if TYPE_CHECKING:
     from fs_dagster.core.feature_group import FeatureGroup
@@ -30,21 +37,26 @@ class ConsistencyReport:
         return self.missing_online == 0 and not self.mismatches
 
 
-def _same(a: Any, b: Any) -> bool:
-    if _null(a) and _null(b):
-        return True
+def same_value(a: Any, b: Any) -> bool:
+    """Whether an offline value and an online value are the same feature value: None only equals None, NaN
+    equals NaN (and nothing else), floats compare by value (-0.0 == 0.0), naive datetimes are UTC."""
+    if a is None or b is None:
+        return a is None and b is None
     if isinstance(a, float) or isinstance(b, float):
         try:
-            return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+            x, y = float(a), float(b)
         except (TypeError, ValueError):
             return False
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        return x == y or math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0)
     if isinstance(a, datetime) and isinstance(b, datetime):
-        return a == b
+        return _utc(a) == _utc(b)
     return a == b
 
 
-def _null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def check_consistency(fg: FeatureGroup, sample_size: int = 100, seed: int = 0) -> ConsistencyReport:
@@ -52,11 +64,12 @@ def check_consistency(fg: FeatureGroup, sample_size: int = 100, seed: int = 0) -
     snapshot = fg.read(dataframe_type="arrow")
     if snapshot.num_rows == 0:
         return ConsistencyReport(0, 0)
-    frame = snapshot.to_pandas()
-    sample = frame.sample(n=min(sample_size, len(frame)), random_state=seed)
-    keys = [tuple(row) for row in sample[list(fg.spec.primary_key)].itertuples(index=False)]
+    n = snapshot.num_rows
+    # (the rows pandas' DataFrame.sample picked before the comparison moved to Arrow values: same sample per seed)
+    positions = pd.Series(range(n)).sample(n=min(sample_size, n), random_state=seed).to_numpy()
+    records = snapshot.take(positions).to_pylist()
+    keys = [tuple(record[c] for c in fg.spec.primary_key) for record in records]
     online_rows = fg.get_online(keys)
-    records = sample.to_dict("records")
     missing = 0
     mismatches: list[Mismatch] = []
     for key, offline, online in zip(keys, records, online_rows):
@@ -65,9 +78,6 @@ def check_consistency(fg: FeatureGroup, sample_size: int = 100, seed: int = 0) -
             continue
         for column, value in offline.items():
             online_value = online.get(column)
-            offline_value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
-            if hasattr(offline_value, "item") and not isinstance(offline_value, (str, bytes)):
-                offline_value = offline_value.item()
-            if not _same(offline_value, online_value):
-                mismatches.append(Mismatch(key, column, offline_value, online_value))
+            if not same_value(value, online_value):
+                mismatches.append(Mismatch(key, column, value, online_value))
     return ConsistencyReport(len(keys), missing, mismatches)

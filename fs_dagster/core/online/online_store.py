@@ -11,12 +11,17 @@ Errors: every failure to reach or use the server is raised as a :class:`FeatureS
 :class:`OnlineStoreUnavailable` (refused, timed out, TLS handshake failed, server loading/out of memory/read-only),
 its subclass :class:`OnlineStoreAuthError` (wrong password or user, ACL denies a command or key) and
 :class:`OnlineStoreError` for anything else the server rejects.
+
+The embedded server of a store root may be stopped and started again on another port (``fs-dagster valkey
+stop|start``, a reboot) while serving processes keep their store open: an operation that finds it unavailable
+looks up where the root's server runs now (starting it if it is not running), reconnects, and is retried once.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -138,6 +143,8 @@ class OnlineStore:
         self._script_loaded = False  # cluster mode: loaded on every primary before the first pipelined write
         self._msetnx = True  # False once the server's ACL refused MSETNX (writes then all go through the script)
         self._watch = True  # False once it refused WATCH/MULTI/EXEC/MSET (updates then go through the script)
+        self._embedded_root: str | None = None  # set for the embedded server: it may move (see module doc)
+        self._relocating = threading.Lock()
 
     @classmethod
     def connect(cls, config: OnlineStoreConfig, embedded_root: str | None = None) -> OnlineStore:
@@ -159,13 +166,27 @@ class OnlineStore:
             raise (_translate(exc, address, "connect", config) or exc) from exc
         store = cls(client, config, address)
         try:
-            store._call("connect", client.ping)
+            store._translated("connect", client.ping)
         except BaseException:
             _close_quietly(client)
             raise
+        if config.url is None and not config.cluster:
+            store._embedded_root = embedded_root
         return store
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` with errors translated; on the embedded server, an unavailable server is looked
+        up again and the call retried once (``fn`` must use ``self.client`` at call time, not a bound method of
+        it, and be safe to repeat: every operation here is)."""
+        client = self.client
+        try:
+            return self._translated(what, fn, *args, **kwargs)
+        except OnlineStoreUnavailable:
+            if self._embedded_root is None or not self._relocate(client):
+                raise
+        return self._translated(what, fn, *args, **kwargs)
+
+    def _translated(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -175,6 +196,26 @@ class OnlineStore:
             if translated is None:
                 raise
             raise translated from exc
+
+    def _relocate(self, failed: Any) -> bool:
+        """Connects to the embedded server where the root's state file says it runs now, starting it if it is not
+        running; False if that fails too (the caller raises the original error). ``failed``: the client the
+        error came from (another thread may have reconnected already)."""
+        from fs_dagster.core.online.embedded import EmbeddedValkey
+
+        with self._relocating:
+            if self.client is not failed:
+                return True
+            try:
+                url = EmbeddedValkey(self._embedded_root).ensure_running().url
+                url, kwargs = _client_arguments(self.config, url)
+                client = _make_client(self.config, url, kwargs)
+            except Exception:  # (cannot start, unreadable password, ...): report the original unavailability
+                return False
+            self.client, self.address = client, _address(url)
+            self._script = client.register_script(GUARDED_SET)
+            _close_quietly(failed)
+            return True
 
     # --- writes ---------------------------------------------------------------------------------------------
 
@@ -300,16 +341,20 @@ class OnlineStore:
         size = self.config.batch_size
         if self.config.cluster:  # the cluster client splits DEL by slot and pipelines per node
             return sum(self._call("delete", self.client.delete, *keys[s : s + size]) for s in range(0, len(keys), size))
-        pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(keys), size):
-            pipe.delete(*keys[start : start + size])
-        return sum(self._call("delete", pipe.execute))
+
+        def delete_all() -> list[int]:
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(keys), size):
+                pipe.delete(*keys[start : start + size])
+            return pipe.execute()
+
+        return sum(self._call("delete", delete_all))
 
     def set_marker(self, key: str, value: str) -> None:
-        self._call("marker", self.client.set, key, value)
+        self._call("marker", lambda: self.client.set(key, value))
 
     def get_marker(self, key: str) -> str | None:
-        raw = self._call("marker", self.client.get, key)
+        raw = self._call("marker", lambda: self.client.get(key))
         return raw.decode() if raw is not None else None
 
     # --- reads ----------------------------------------------------------------------------------------------
@@ -340,17 +385,18 @@ class OnlineStore:
         return layout.decode_many(self.mget(keys))
 
     def scan_keys(self, match: str, count: int = 1000) -> Iterator[bytes]:
-        """Keys matching ``match`` (every primary in cluster mode); errors are translated as for other calls."""
-        iterator = self._call("scan", self.client.scan_iter, match=match, count=count)
+        """Keys matching ``match`` (every primary in cluster mode); errors are translated as for other calls (a
+        scan is not retried on a relocated embedded server: its cursor belongs to the old one)."""
+        iterator = self._translated("scan", self.client.scan_iter, match=match, count=count)
         while True:
             try:
-                key = self._call("scan", next, iterator)
+                key = self._translated("scan", next, iterator)
             except StopIteration:
                 return
             yield key
 
     def ping(self) -> bool:
-        return bool(self._call("ping", self.client.ping))
+        return bool(self._call("ping", lambda: self.client.ping()))
 
     def close(self) -> None:
         _close_quietly(self.client)

@@ -6,9 +6,10 @@ race lost to another writer (an IntegrityError on PostgreSQL) is retried. Postgr
 (no server here); the SQLite-specific parts are confined to ``_configure_sqlite``.
 
 Several processes share one SQLite file (Dagster runs each step in its own process), so every connection uses WAL
-(readers never block the writer) and a 30 s busy timeout, and write transactions start with ``BEGIN IMMEDIATE``:
-taking the write lock up front makes a waiting writer queue on the busy timeout instead of failing with
-"database is locked" when its read lock cannot be upgraded.
+(readers never block the writer) and a busy timeout (``timeout``, 30 s by default), and write transactions start
+with ``BEGIN IMMEDIATE``: taking the write lock up front makes a waiting writer queue on the busy timeout instead of
+failing with "database is locked" when its read lock cannot be upgraded. A writer still waiting when the timeout
+ends gets a :class:`RegistryUnavailableError` naming the file: the wait is bounded by ``timeout`` once, not retried.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.pool import StaticPool
 
-from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.errors import (
+    InvalidDataError,
+    NotFoundError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from fs_dagster.core.registry.models import (
     Base,
     TrainingDatasetRow,
@@ -43,17 +49,22 @@ from fs_dagster.core.registry.models import (
 )
 from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
 from fs_dagster.core.registry.search import search as _search
-from fs_dagster.core.specs import Feature, FeatureGroupSpec
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT = 30.0  # seconds a registry operation waits for another process's write lock (SQLite)
 _WRITE_OPTION = "fs_registry_write"
-_WRITE_ATTEMPTS = 5
+_WRITE_ATTEMPTS = 5  # for races lost to another writer (IntegrityError), not for waiting on a lock
 _INSTANT = re.compile(r"^\d{17}$")
+# A registered version's identity: changing one needs a new version (a new table).
 _IDENTITY_FIELDS = ("primary_key", "event_time", "partition_key", "hive_style_partitioning")
+# Its settings: changed only explicitly (update_feature_group, or a full spec from code: register_feature_group).
+SETTING_FIELDS = ("online_enabled", "online_ttl_seconds", "statistics_enabled")
+# Descriptive fields: what update_feature_group may change besides the settings.
+DESCRIPTIVE_FIELDS = ("description", "tags", "owner")
 _MAX_LISTED_NAMES = 20
 
 
@@ -103,7 +114,7 @@ class CommitRecord:
         object.__setattr__(self, "committed_at", moment.astimezone(timezone.utc))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, busy timeout and explicit BEGIN / BEGIN IMMEDIATE on every SQLite connection of ``engine``."""
 
     @event.listens_for(engine, "connect")
@@ -112,7 +123,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")  # first, so the WAL switch waits too
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")  # first, so the WAL switch waits too
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, and much faster
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -141,6 +152,9 @@ class Registry:
     Args:
         url: an SQLAlchemy URL, e.g. ``sqlite:////abs/path/registry.db`` (the store's default, see
             :meth:`for_root`) or ``postgresql+psycopg://user:pass@host/db``. Tables are created if missing.
+        timeout: seconds an operation waits for another process's lock on an SQLite registry before raising
+            :class:`RegistryUnavailableError` (PostgreSQL: the server's own ``lock_timeout`` applies; set it in
+            the URL's ``options``).
 
     Example:
         >>> registry = Registry.for_root(Path(".fs_store"))  # doctest: +SKIP
@@ -152,9 +166,12 @@ class Registry:
         'weather_hourly'
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         parsed = make_url(url)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise InvalidDataError(f"registry timeout must be a number of seconds >= 0, got {timeout!r}")
         self.url = url
+        self.timeout = float(timeout)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         if self._sqlite:
             database = parsed.database or ""
@@ -163,8 +180,8 @@ class Registry:
                 engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            _configure_sqlite(engine)
+                engine = create_engine(parsed, connect_args={"timeout": self.timeout})
+            _configure_sqlite(engine, int(self.timeout * 1000))
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
         self._engine = engine
@@ -173,14 +190,22 @@ class Registry:
         self._create_tables()
 
     @classmethod
-    def for_root(cls, root: Path) -> Registry:
+    def for_root(cls, root: Path, timeout: float = DEFAULT_TIMEOUT) -> Registry:
         """The store's default registry: the SQLite file ``<root>/registry.db`` (the folder is created)."""
         root = Path(root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{root / 'registry.db'}")
+        return cls(f"sqlite:///{root / 'registry.db'}", timeout=timeout)
 
     def __repr__(self) -> str:
         return f"Registry({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @property
+    def location(self) -> str:
+        """The SQLite file's path, or the URL without its password."""
+        parsed = make_url(self.url)
+        if self._sqlite and parsed.database not in (None, "", ":memory:"):
+            return str(parsed.database)
+        return parsed.render_as_string(hide_password=True)
 
     def __enter__(self) -> Registry:
         return self
@@ -218,13 +243,25 @@ class Registry:
                     Base.metadata.create_all(connection, checkfirst=True)
                 return
             except DBAPIError as exc:
-                retry = isinstance(exc, (OperationalError, ProgrammingError, IntegrityError)) and (
-                    _already_exists(exc) or (isinstance(exc, OperationalError) and _is_sqlite_busy(exc))
-                )
+                if self._busy(exc):
+                    self._engine.dispose()
+                    raise self._unavailable("creating its tables", exc) from exc
+                retry = isinstance(exc, (OperationalError, ProgrammingError, IntegrityError)) and _already_exists(exc)
                 if not retry or attempt == _WRITE_ATTEMPTS - 1:
                     self._engine.dispose()
-                    raise FeatureStoreError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
+                    raise RegistryError(f"registry {self!r}: cannot create tables: {exc.orig}") from exc
                 time.sleep(0.05 * (attempt + 1))
+
+    def _busy(self, exc: DBAPIError) -> bool:
+        """An SQLite lock still held by another process when the busy timeout ran out."""
+        return self._sqlite and isinstance(exc, OperationalError) and _is_sqlite_busy(exc)
+
+    def _unavailable(self, what: str, exc: DBAPIError) -> RegistryUnavailableError:
+        return RegistryUnavailableError(
+            f"registry {self.location} is locked by another process: {what} waited {self.timeout:g} s "
+            f"(registry_timeout) for it ({exc.orig}); a process holding a write transaction open (an open sqlite3 "
+            "shell, a stuck writer) blocks every other writer"
+        )
 
     def _read(self, what: str, work: Callable[[Session], T]) -> T:
         self._check_fork()
@@ -232,13 +269,20 @@ class Registry:
             with Session(self._engine) as session, session.begin():
                 return work(session)
         except DBAPIError as exc:
-            raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
+            if self._busy(exc):
+                raise self._unavailable(what, exc) from exc
+            raise RegistryError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
 
     def _write(self, what: str, work: Callable[[Session], T]) -> T:
         """Runs ``work`` in one short write transaction, retrying races lost to other writers.
 
         Args:
             what: names the operation (and feature group) in the error if it still fails.
+
+        Raises:
+            RegistryUnavailableError: the SQLite file stayed locked by another process for ``timeout`` seconds
+                (the busy timeout is the whole wait: it is not retried).
+            RegistryError: any other database failure.
         """
         self._check_fork()
         for attempt in range(_WRITE_ATTEMPTS):
@@ -246,15 +290,14 @@ class Registry:
                 with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
             except DBAPIError as exc:
+                if self._busy(exc):
+                    raise self._unavailable(what, exc) from exc
                 # IntegrityError: another writer inserted the same unique row between our select and insert
                 # (PostgreSQL); the retry's select sees it. SQLite cannot get here: BEGIN IMMEDIATE serialises
-                # writers. OperationalError "locked": still busy after the 30 s busy timeout.
-                retry = isinstance(exc, IntegrityError) or (
-                    self._sqlite and isinstance(exc, OperationalError) and _is_sqlite_busy(exc)
-                )
-                if not retry or attempt == _WRITE_ATTEMPTS - 1:
-                    raise FeatureStoreError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
-                log.warning("registry %r: %s lost a race or timed out (%s); retrying", self, what, exc.orig)
+                # writers.
+                if not isinstance(exc, IntegrityError) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise RegistryError(f"registry {self!r}: {what} failed: {exc.orig}") from exc
+                log.warning("registry %r: %s lost a race (%s); retrying", self, what, exc.orig)
             time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -299,12 +342,15 @@ class Registry:
     # ------------------------------------------------------------------ feature groups
 
     def register_feature_group(self, project: str, spec: FeatureGroupSpec) -> FeatureGroupSpec:
-        """Creates the feature group version, or updates its descriptive fields if it exists.
+        """Registers ``spec`` as the definition of the version: creates it, or applies it to the registered one.
+
+        This is the path of a definition in code (a Dagster asset's spec): the spec is complete, so its settings
+        (``online_enabled``, ``online_ttl_seconds``, ``statistics_enabled``) replace the stored ones. A
+        get-or-create, whose arguments may have been left out, uses :meth:`get_or_register_feature_group`.
 
         An existing version must have the same identity (``primary_key``, ``event_time``, ``partition_key``,
         ``hive_style_partitioning``); changing one needs a new version. Its description, tags and owner are
-        replaced by the ones in ``spec`` when those are non-empty; ``online_enabled`` and ``statistics_enabled``
-        always take the spec's value (a bool is never "not given"); feature descriptions are merged in by
+        replaced by the ones in ``spec`` when those are non-empty; feature descriptions are merged in by
         feature name (non-empty ones win), features the registry does not know yet are appended, and stored
         feature types are kept (they come from the table, see :meth:`update_features`).
 
@@ -319,46 +365,11 @@ class Registry:
         _check_unique_features(spec, spec.features)
 
         def work(session: Session) -> FeatureGroupSpec:
-            stmt = (
-                select(FeatureGroupRow)
-                .where(
-                    FeatureGroupRow.project == project,
-                    FeatureGroupRow.name == spec.name,
-                    FeatureGroupRow.version == spec.version,
-                )
-                .options(selectinload(FeatureGroupRow.features))
-            )
-            row = session.scalars(stmt).first()
+            row = self._find_exact(session, project, spec.name, spec.version)
             if row is None:
-                row = FeatureGroupRow(
-                    project=project,
-                    name=spec.name,
-                    version=spec.version,
-                    primary_key=list(spec.primary_key),
-                    event_time=spec.event_time,
-                    partition_key=list(spec.partition_key),
-                    online_enabled=spec.online_enabled,
-                    online_ttl_seconds=spec.online_ttl_seconds,
-                    statistics_enabled=spec.statistics_enabled,
-                    hive_style_partitioning=spec.hive_style_partitioning,
-                    description=spec.description,
-                    tags=list(spec.tags),
-                    owner=spec.owner,
-                )
-                row.features = [_feature_row(spec, position, f) for position, f in enumerate(spec.features)]
-                _refresh_search_text(row)
-                session.add(row)
-                session.flush()
-                return _to_spec(row)
-
+                return self._add(session, project, spec)
             stored = _to_spec(row)
-            for field in _IDENTITY_FIELDS:
-                if getattr(stored, field) != getattr(spec, field):
-                    raise InvalidDataError(
-                        f"feature group {spec.name!r} version {spec.version} in project {project!r} is registered with "
-                        f"{field}={getattr(stored, field)!r}, not {getattr(spec, field)!r}; "
-                        f"register a new version to change it"
-                    )
+            _check_agreement(project, stored, spec, _IDENTITY_FIELDS)
             if spec.description:
                 row.description = spec.description
             if spec.tags:
@@ -368,22 +379,139 @@ class Registry:
             row.online_enabled = spec.online_enabled
             row.online_ttl_seconds = spec.online_ttl_seconds
             row.statistics_enabled = spec.statistics_enabled
-            by_name = {f.name: f for f in row.features}
-            for feature in spec.features:
-                known = by_name.get(feature.name)
-                if known is None:
-                    row.features.append(_feature_row(stored, len(row.features), feature))
-                    continue
-                # Types belong to the table (update_features after each write); a declared one only fills a gap.
-                if feature.type and not known.type:
-                    known.type = feature.type
-                if feature.description:
-                    known.description = feature.description
+            _merge_features(row, stored, spec.features)
             _refresh_search_text(row)
             session.flush()
             return _to_spec(row)
 
         return self._write(f"registering feature group {spec.name!r} version {spec.version}", work)
+
+    def get_or_register_feature_group(
+        self, project: str, name: str, version: int, given: dict[str, Any]
+    ) -> FeatureGroupSpec:
+        """The registered ``name`` at ``version`` as it is stored, or a new version registered from ``given``
+        (a get-or-create: it never changes a stored definition).
+
+        Args:
+            given: the :class:`FeatureGroupSpec` fields the caller set explicitly (a new version gets the spec's
+                defaults for the others). Each given identity field or setting (:data:`SETTING_FIELDS`) must equal
+                the stored value; given descriptive fields are not compared (the stored ones are kept).
+
+        Raises:
+            InvalidDataError: a given field conflicts with the stored value; the message names the field, both
+                values, and how to change it (a new version, or :meth:`update_feature_group`). Or a new version
+                cannot be made from ``given`` (no primary key...).
+        """
+        _check_project(project)
+        checked = tuple(f for f in (*_IDENTITY_FIELDS, *SETTING_FIELDS) if f in given)
+
+        def find(session: Session) -> FeatureGroupSpec | None:
+            row = self._find_exact(session, project, name, version, features=True)
+            return None if row is None else _to_spec(row)
+
+        # read first: getting an existing group takes no write lock (works while another process holds it)
+        stored = self._read(f"reading feature group {name!r} version {version}", find)
+        if stored is None:
+            spec = FeatureGroupSpec(name=name, version=version, **given)
+            _check_unique_features(spec, spec.features)
+
+            def work(session: Session) -> FeatureGroupSpec:
+                row = self._find_exact(session, project, name, version)
+                return self._add(session, project, spec) if row is None else _to_spec(row)  # (lost a race)
+
+            stored = self._write(f"registering feature group {name!r} version {version}", work)
+        _check_agreement(project, stored, given, checked)
+        return stored
+
+    def update_feature_group(self, project: str, name: str, version: int, **changes: Any) -> FeatureGroupSpec:
+        """Changes settings or descriptive fields of a registered version explicitly.
+
+        Args:
+            changes: any of ``online_enabled``, ``online_ttl_seconds`` (None: no TTL), ``statistics_enabled``,
+                ``description``, ``tags``, ``owner``, and ``features`` (descriptions by feature name, a dict or
+                Feature objects; features not known yet are added).
+
+        Returns:
+            The spec as stored after the change.
+
+        Raises:
+            InvalidDataError: an identity field (those need a new version) or an unknown field, or a bad value.
+        """
+        identity = sorted(set(changes) & set(_IDENTITY_FIELDS))
+        if identity:
+            raise InvalidDataError(
+                f"feature group {name!r} version {version}: {', '.join(identity)} cannot change on a registered "
+                "version (it is the table's identity); register a new version instead"
+            )
+        unknown = sorted(set(changes) - {*SETTING_FIELDS, *DESCRIPTIVE_FIELDS, "features"})
+        if unknown:
+            raise InvalidDataError(
+                f"feature group {name!r} version {version}: cannot update {', '.join(unknown)}; updatable: "
+                f"{', '.join((*SETTING_FIELDS, *DESCRIPTIVE_FIELDS, 'features'))}"
+            )
+        for field in ("online_enabled", "statistics_enabled"):
+            if field in changes and not isinstance(changes[field], bool):
+                raise InvalidDataError(f"feature group {name!r}: {field} must be True or False, got {changes[field]!r}")
+        ttl = changes.get("online_ttl_seconds")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+            raise InvalidDataError(
+                f"feature group {name!r}: online_ttl_seconds must be a positive int or None, got {ttl!r}"
+            )
+        features = as_features(changes.get("features") or ())
+
+        def work(session: Session) -> FeatureGroupSpec:
+            row = self._find(session, project, name, version, features=True)
+            stored = _to_spec(row)
+            _check_unique_features(stored, features)
+            for field in SETTING_FIELDS:
+                if field in changes:
+                    setattr(row, field, changes[field])
+            if "description" in changes:
+                row.description = changes["description"] or ""
+            if "tags" in changes:
+                row.tags = list(changes["tags"] or ())
+            if "owner" in changes:
+                row.owner = changes["owner"]
+            _merge_features(row, stored, features)
+            _refresh_search_text(row)
+            session.flush()
+            return _to_spec(row)
+
+        return self._write(f"updating feature group {name!r} version {version}", work)
+
+    @staticmethod
+    def _find_exact(
+        session: Session, project: str, name: str, version: int, *, features: bool = False
+    ) -> FeatureGroupRow | None:
+        stmt = select(FeatureGroupRow).where(
+            FeatureGroupRow.project == project, FeatureGroupRow.name == name, FeatureGroupRow.version == version
+        )
+        if features:
+            stmt = stmt.options(selectinload(FeatureGroupRow.features))
+        return session.scalars(stmt).first()
+
+    @staticmethod
+    def _add(session: Session, project: str, spec: FeatureGroupSpec) -> FeatureGroupSpec:
+        row = FeatureGroupRow(
+            project=project,
+            name=spec.name,
+            version=spec.version,
+            primary_key=list(spec.primary_key),
+            event_time=spec.event_time,
+            partition_key=list(spec.partition_key),
+            online_enabled=spec.online_enabled,
+            online_ttl_seconds=spec.online_ttl_seconds,
+            statistics_enabled=spec.statistics_enabled,
+            hive_style_partitioning=spec.hive_style_partitioning,
+            description=spec.description,
+            tags=list(spec.tags),
+            owner=spec.owner,
+        )
+        row.features = [_feature_row(spec, position, f) for position, f in enumerate(spec.features)]
+        _refresh_search_text(row)
+        session.add(row)
+        session.flush()
+        return _to_spec(row)
 
     def get_feature_group(self, project: str, name: str, version: int | None = None) -> FeatureGroupSpec:
         """The stored spec of ``name`` (its latest version when ``version`` is None).
@@ -686,6 +814,43 @@ def _check_unique_features(spec: FeatureGroupSpec, features: Sequence[Feature]) 
                 f"feature group {spec.name!r} version {spec.version}: feature {feature.name!r} is listed twice"
             )
         seen.add(feature.name)
+
+
+def _check_agreement(
+    project: str, stored: FeatureGroupSpec, requested: FeatureGroupSpec | dict[str, Any], fields: Sequence[str]
+) -> None:
+    """Refuses a requested value of ``fields`` that differs from the stored one, saying how to change it."""
+    for field in fields:
+        have = getattr(stored, field)
+        want = requested[field] if isinstance(requested, dict) else getattr(requested, field)
+        if field in ("primary_key", "partition_key") and isinstance(want, (list, tuple)):
+            want = tuple(want)
+        if have == want:
+            continue
+        where = f"feature group {stored.name!r} version {stored.version} in project {project!r}"
+        if field in _IDENTITY_FIELDS:
+            how = "register a new version to change it"
+        else:
+            how = (
+                f"a get-or-create never changes a stored definition: leave the argument out to keep it, or change "
+                f"it explicitly with fs.get_feature_group({stored.name!r}, {stored.version}).update({field}={want!r})"
+            )
+        raise InvalidDataError(f"{where} is registered with {field}={have!r}, not {want!r}; {how}")
+
+
+def _merge_features(row: FeatureGroupRow, stored: FeatureGroupSpec, features: Sequence[Feature]) -> None:
+    """Feature descriptions merged in by name (non-empty ones win); unknown features appended; types kept."""
+    by_name = {f.name: f for f in row.features}
+    for feature in features:
+        known = by_name.get(feature.name)
+        if known is None:
+            row.features.append(_feature_row(stored, len(row.features), feature))
+            continue
+        # Types belong to the table (update_features after each write); a declared one only fills a gap.
+        if feature.type and not known.type:
+            known.type = feature.type
+        if feature.description:
+            known.description = feature.description
 
 
 def _feature_row(spec: FeatureGroupSpec, position: int, feature: Feature) -> FeatureRow:
