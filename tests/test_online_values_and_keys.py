@@ -111,7 +111,9 @@ def test_consistency_check_reports_a_nan_served_as_none(fs) -> None:
 
 def _typed_keys_view(fs: FeatureStore):
     by_int = fs.get_or_create_feature_group("by_int", primary_key=["id"], online_enabled=True)
-    by_int.insert(pd.DataFrame({"id": [1, 2], "a": [10.0, 20.0]}))
+    by_int.insert(pd.DataFrame({"id": [1, 2], "a": [10.0, 20.0], "code": ["1", "x"],  # (the join keys: columns
+                                "hour": pd.to_datetime([T, T], utc=True),        # of the root group)
+                                "day": [date(2024, 1, 2)] * 2}))
     by_text = fs.get_or_create_feature_group("by_text", primary_key=["code"], online_enabled=True)
     by_text.insert(pd.DataFrame({"code": ["1", "x"], "b": [100, 200]}))  # "1": what str(1) used to match
     by_time = fs.get_or_create_feature_group("by_time", primary_key=["hour"], online_enabled=True)
