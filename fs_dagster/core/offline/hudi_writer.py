@@ -549,6 +549,7 @@ def _refuse_empty_key(name: str, empty: pa.ChunkedArray) -> None:
 
 
 _UNSAFE_FOLDER_NAMES = (".", "..", HOODIE_DIR)
+_MAX_FOLDER_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
 
 def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
@@ -569,7 +570,16 @@ def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArra
                     f"partition column {name!r} value {unsafe[0]!r} cannot be a folder name of this table "
                     "(without hive-style partitioning the value is the folder name)"
                 )
-        prefix = ("/" if i else "") + (f"{name}=" if config.hive_style else "")
+        folder_prefix = f"{name}=" if config.hive_style else ""
+        room = _MAX_FOLDER_NAME_BYTES - len(folder_prefix.encode())
+        too_long = pc.greater(pc.binary_length(values), room)
+        if pc.any(too_long).as_py():  # the OS would refuse the folder ("File name too long") mid-write
+            example = values.filter(too_long)[0].as_py()
+            raise InvalidDataError(
+                f"partition column {name!r} value {example[:40]!r}... is {len(example.encode())} bytes; it names a "
+                f"folder ({folder_prefix}<value>), and folder names are limited to {_MAX_FOLDER_NAME_BYTES} bytes"
+            )
+        prefix = ("/" if i else "") + folder_prefix
         parts += [prefix, values] if prefix else [values]
     if len(parts) == 1:
         return parts[0]

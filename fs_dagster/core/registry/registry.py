@@ -43,7 +43,7 @@ from fs_dagster.core.registry.models import (
 )
 from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
 from fs_dagster.core.registry.search import search as _search
-from fs_dagster.core.specs import Feature, FeatureGroupSpec
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, check_version
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,8 @@ class Registry:
     ) -> FeatureGroupRow:
         """The group row, the latest version if ``version`` is None; NotFoundError listing what exists."""
         _check_project(project)
+        if version is not None:
+            check_version("feature group", name, version)
         stmt = select(FeatureGroupRow).where(FeatureGroupRow.project == project, FeatureGroupRow.name == name)
         if version is None:
             stmt = stmt.order_by(FeatureGroupRow.version.desc()).limit(1)
@@ -547,6 +549,7 @@ class Registry:
             InvalidDataError: the version exists with another spec (create a new version instead).
         """
         _check_project(project)
+        check_version("feature view", name, version)
 
         def work(session: Session) -> dict[str, Any]:
             row = session.scalars(
@@ -570,6 +573,8 @@ class Registry:
     def get_feature_view(self, project: str, name: str, version: int | None = None) -> dict[str, Any]:
         """The stored spec (latest version when ``version`` is None); NotFoundError listing what exists."""
         _check_project(project)
+        if version is not None:
+            check_version("feature view", name, version)
 
         def work(session: Session) -> dict[str, Any]:
             stmt = select(FeatureViewRow).where(FeatureViewRow.project == project, FeatureViewRow.name == name)
@@ -605,6 +610,7 @@ class Registry:
         """Stores a new training dataset version of the view (the next number, assigned in the same transaction
         so concurrent creators get distinct versions); returns it. ``spec["content_hash"]`` is required."""
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
 
         def work(session: Session) -> int:
             latest = session.scalars(
@@ -626,6 +632,9 @@ class Registry:
                              version: int | None = None) -> dict[str, Any]:
         """The stored spec (latest version when ``version`` is None); NotFoundError listing the versions."""
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
+        if version is not None:
+            check_version("training dataset of feature view", feature_view, version)
 
         def work(session: Session) -> dict[str, Any]:
             where = (TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
@@ -648,6 +657,7 @@ class Registry:
 
     def list_training_datasets(self, project: str, feature_view: str, feature_view_version: int) -> list[dict[str, Any]]:
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
         stmt = (
             select(TrainingDatasetRow)
             .where(TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
