@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, selectinload
@@ -486,6 +486,20 @@ class Registry:
             ]
 
         return self._read(f"reading the commits of {name!r} version {version}", work)
+
+    def forget_commit(self, project: str, name: str, version: int, instant: str) -> bool:
+        """Removes a recorded commit and its statistics (for a commit whose Hudi ``.commit`` file was lost and
+        which the user gives up); returns whether it was recorded."""
+
+        def work(session: Session) -> bool:
+            group = self._find(session, project, name, version)
+            gone = session.execute(delete(CommitRow).where(CommitRow.fg_id == group.id, CommitRow.instant == instant))
+            session.execute(
+                delete(StatisticsRow).where(StatisticsRow.fg_id == group.id, StatisticsRow.instant == instant)
+            )
+            return bool(gone.rowcount)
+
+        return self._write(f"forgetting commit {instant} of {name!r} version {version}", work)
 
     # ------------------------------------------------------------------ statistics
 
