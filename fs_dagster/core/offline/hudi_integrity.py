@@ -42,7 +42,7 @@ _COMPLETED_V8 = re.compile(r"^(\d{17})_\d{17}\.(commit|replacecommit)$")
 _ANY_INSTANT = re.compile(r"^\d{17}[._]")
 _AVRO_MAGIC = b"Obj\x01"
 _REQUIRED_PROPERTIES = ("hoodie.table.name", "hoodie.table.version")
-RESTORE_ADVICE = "restore it from a backup; the API refuses to read or write around it"
+RESTORE_ADVICE = "restore it from a backup (reads and writes of the table refuse until then)"
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ def missing_file(base_path: Path, path: str, instant: str | None = None) -> Dama
     by = f" (written by commit {instant}, which the timeline lists)" if instant else ""
     return damaged(
         base_path,
-        f"base file {path}{by} {state}: reading or writing around it would silently drop that commit's rows; "
+        f"base file {path}{by} {state}; reading or writing around it would silently drop that commit's rows: "
         f"{RESTORE_ADVICE}",
     )
 
