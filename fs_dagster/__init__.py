@@ -18,12 +18,14 @@ _EXPORTS: dict[str, str] = {
     "feature_group_asset": "fs_dagster.asset_decorator",
     "validate_with_pandera": "fs_dagster.checks",
     "CommitNotFoundError": "fs_dagster.core.errors",
+    "DamagedTableError": "fs_dagster.core.errors",
     "FeatureStoreError": "fs_dagster.core.errors",
     "IncompatibleTableError": "fs_dagster.core.errors",
     "InvalidDataError": "fs_dagster.core.errors",
     "NotFoundError": "fs_dagster.core.errors",
     "SchemaChangeError": "fs_dagster.core.errors",
     "TableLockedError": "fs_dagster.core.errors",
+    "WriteFailedError": "fs_dagster.core.errors",
     "FeatureGroup": "fs_dagster.core.feature_group",
     "TimeWindow": "fs_dagster.core.feature_group",
     "Feature": "fs_dagster.core.specs",
@@ -77,12 +79,14 @@ if TYPE_CHECKING:  # static analysers see the eager names
     from fs_dagster.checks import validate_with_pandera as validate_with_pandera
     from fs_dagster.core.errors import (
         CommitNotFoundError as CommitNotFoundError,
+        DamagedTableError as DamagedTableError,
         FeatureStoreError as FeatureStoreError,
         IncompatibleTableError as IncompatibleTableError,
         InvalidDataError as InvalidDataError,
         NotFoundError as NotFoundError,
         SchemaChangeError as SchemaChangeError,
         TableLockedError as TableLockedError,
+        WriteFailedError as WriteFailedError,
     )
     from fs_dagster.core.feature_group import FeatureGroup as FeatureGroup, TimeWindow as TimeWindow
     from fs_dagster.core.specs import Feature as Feature, FeatureGroupSpec as FeatureGroupSpec

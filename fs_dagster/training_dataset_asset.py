@@ -31,6 +31,7 @@ from dagster import (
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.feature_view import FeatureView
 from fs_dagster.core.monitoring.statistics import summarize
+from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.store import FeatureStore
 from fs_dagster.core.training.splits import Split
 from fs_dagster.errors import as_failure
@@ -85,6 +86,8 @@ def build_training_dataset_asset(
         key: asset key; default ``[<feature_view>_training_data]``.
         automation_condition: e.g. ``AutomationCondition.eager()`` to refresh on new feature commits.
     """
+    check_name("feature view", feature_view)  # refused when the definitions load, not at the first run
+    check_version("feature view", feature_view, feature_view_version)
     asset_key = AssetKey.from_coercible(key) if key is not None else AssetKey([f"{feature_view}_training_data"])
 
     @asset(

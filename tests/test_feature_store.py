@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -185,3 +186,98 @@ def test_cli_default_root_matches_the_store() -> None:
     from fs_dagster.core import store
 
     assert cli.DEFAULT_ROOT == store.DEFAULT_ROOT
+
+
+# --- names, versions and read arguments refused up front, clearly -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a-b", "1x", "é", "a.b", "My Col"])
+def test_a_column_name_avro_refuses_never_makes_the_table_unreadable(fs: FeatureStore, name: str) -> None:
+    """Such a name used to be committed, after which every read, insert and statistics call failed in hudi-rs
+    ("Failed to parse Avro schema: Invalid field name"). Now the batch is refused and the table stays usable."""
+    fg = _weather_group(fs)
+    first = fg.insert(_weather(range(0, 2)))
+    with pytest.raises(InvalidDataError, match=re.escape(repr(name)) + ".*Avro"):
+        fg.insert(_weather(range(2, 3)).assign(**{name: 1.0}))
+    assert len(fg.read()) == 4 and fg.count() == 4 and len(fg.read(as_of=first.instant)) == 4
+    assert fg.statistics()["row_count"] == 4 and [c.instant for c in fg.commit_details()] == [first.instant]
+    assert fg.insert(_weather(range(2, 3)).assign(wind_speed=1.0)).rows_inserted == 2
+
+
+@pytest.mark.parametrize("role", ["primary_key", "event_time", "partition_key"])
+def test_key_names_avro_refuses_are_refused_at_registration(fs: FeatureStore, role: str) -> None:
+    keys = {"primary_key": ["origin", "time_hour"], "event_time": "time_hour", "partition_key": ["origin"]}
+    keys[role] = "time hour" if role == "event_time" else ["time-hour"]
+    with pytest.raises(InvalidDataError, match="Avro"):
+        fs.get_or_create_feature_group("weather", version=1, **keys)
+    assert fs.get_feature_groups() == []
+
+
+def test_read_of_unknown_columns_names_them_and_lists_the_columns(fs: FeatureStore) -> None:
+    fg = _weather_group(fs)
+    first = fg.insert(_weather(range(0, 2)))
+    fg.insert(_weather(range(2, 3)).assign(wind=5.0))
+    with pytest.raises(InvalidDataError, match=r"no column\(s\) \['nope'\]; the columns are: \['origin', 'time_hour', "
+                                               r"'temp', 'humid', 'wind'\]"):
+        fg.read(columns=["temp", "nope"])
+    with pytest.raises(InvalidDataError, match=rf"\['wind'\] did not exist as of commit {first.instant}"):
+        fg.read(columns=["wind"], as_of=first.instant)
+    with pytest.raises(InvalidDataError, match="a list of column names, got the string 'temp'"):
+        fg.read(columns="temp")
+    with pytest.raises(InvalidDataError, match=r"no column\(s\) \['nope'\]"):
+        fg.read_changes(first.instant, columns=["nope"])
+    with pytest.raises(InvalidDataError, match=r"where='nope = 1' is not a valid predicate.*nope"):
+        fg.read(where="nope = 1")
+    assert list(fg.read(columns=["temp"], as_of=first.instant).columns) == ["temp"]
+
+
+def test_read_changes_with_a_malformed_instant_names_it_and_the_format(fs: FeatureStore) -> None:
+    fg = _weather_group(fs)
+    first = fg.insert(_weather(range(0, 2)))
+    second = fg.insert(_weather(range(2, 3)))
+    for kwargs, shown in (({"start": "garbage"}, "start='garbage'"), ({"start": first.instant, "end": "2024"},
+                                                                          "end='2024'")):
+        with pytest.raises(CommitNotFoundError, match=re.escape(shown) + r".*17 digits yyyyMMddHHmmssSSS \(UTC\)"):
+            fg.read_changes(**kwargs)
+    with pytest.raises(CommitNotFoundError, match=re.escape("as_of='yesterday'")):
+        fg.read(as_of="yesterday")
+    # a datetime works as a start too
+    assert set(fg.read_changes(datetime(2000, 1, 1))["_hoodie_commit_time"]) == {first.instant, second.instant}
+
+
+def test_feature_group_names_over_128_characters_are_refused_at_registration(fs: FeatureStore) -> None:
+    """A 300-character name used to register, then fail at the first insert with a bare "File name too long"."""
+    with pytest.raises(InvalidDataError, match="is 300 characters long; at most 128"):
+        fs.get_or_create_feature_group("g" * 300, primary_key=["origin"])
+    assert fs.get_feature_groups() == []
+    longest = fs.get_or_create_feature_group("g" * 128, version=2**31 - 1, primary_key=["origin", "time_hour"])
+    assert longest.insert(_weather(range(0, 1))).rows_inserted == 2 and longest.count() == 2
+    with pytest.raises(InvalidDataError, match="feature view name"):
+        fs.get_or_create_feature_view("v" * 129, 1, longest.select(["temp"]))
+
+
+def test_bool_versions_are_refused_everywhere(fs: FeatureStore) -> None:
+    """``True == 1`` in Python; a bool version used to address version 1 silently."""
+    from fs_dagster import build_training_dataset_asset
+    from fs_dagster.core.specs import FeatureGroupSpec
+
+    fg = _weather_group(fs)
+    fg.insert(_weather(range(0, 2)))
+    query = fg.select(["temp"])
+    fs.get_or_create_feature_view("delays", 1, query).create_training_data()
+    refusals = {
+        "FeatureGroupSpec": lambda: FeatureGroupSpec("weather", version=True, primary_key=("origin",)),
+        "get_or_create_feature_group": lambda: fs.get_or_create_feature_group("weather", version=True,
+                                                                              primary_key=["origin"]),
+        "get_feature_group": lambda: fs.get_feature_group("weather", version=True),
+        "get_or_create_feature_view": lambda: fs.get_or_create_feature_view("delays", True, query),
+        "get_feature_view": lambda: fs.get_feature_view("delays", version=True),
+        "get_training_dataset": lambda: fs.get_feature_view("delays", 1).get_training_dataset(version=True),
+        "build_training_dataset_asset": lambda: build_training_dataset_asset("delays", True, deps=["weather"]),
+    }
+    for where, call in refusals.items():
+        with pytest.raises(InvalidDataError, match="version must be a positive integer.*got True"):
+            call()
+            pytest.fail(f"{where} accepted version=True")
+    assert [(s.name, s.version) for s in fs.registry.list_feature_groups("test")] == [("weather", 1)]
+    assert fs.get_feature_view("delays", 1).get_training_dataset(1).version == 1

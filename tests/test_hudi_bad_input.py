@@ -10,6 +10,7 @@ stored as int32, and an empty batch that commits nothing.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -153,6 +154,55 @@ def test_partition_value_that_is_not_a_folder_name(tmp_path: Path, value: str) -
 @pytest.mark.parametrize("name", ["_hoodie_commit_time", "_hoodie_record_key", "_hoodie_custom"])
 def test_reserved_column_name(path: Path, name: str) -> None:
     refused(path, table_of([5], **{name: pa.array(["x"])}), InvalidDataError, repr(name))
+
+
+AVRO_INVALID_NAMES = ["a-b", "1x", "é", "a.b", "My Col", "temp(F)"]
+
+
+@pytest.mark.parametrize("name", AVRO_INVALID_NAMES)
+def test_column_name_avro_refuses_added_by_schema_evolution(path: Path, name: str) -> None:
+    """hudi-rs and Spark parse each commit's Avro schema on every read: one such name committed would make every
+    later read, time travel and write of the table fail ("Invalid field name")."""
+    message = refused(path, table_of([5], **{name: pa.array([1])}), InvalidDataError, repr(name), "Avro")
+    assert "rename it (e.g. '" in message
+
+
+@pytest.mark.parametrize("name", AVRO_INVALID_NAMES)
+def test_column_name_avro_refuses_in_first_batch_creates_no_table(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "new"
+    with pytest.raises(InvalidDataError, match=re.escape(repr(name))):
+        HudiWriter(path, CONFIG, durable=False).upsert(table_of([1], **{name: pa.array([1])}))
+    assert not (path / ".hoodie" / "hoodie.properties").exists()
+    assert HudiWriter(path, CONFIG, durable=False).upsert(table_of([1], a_b=pa.array([1]))).rows_inserted == 1
+    assert rs_read(path)["a_b"].to_pylist() == [1]
+
+
+@pytest.mark.parametrize("field", ["name", "record_key_fields", "partition_fields", "precombine_field"])
+def test_table_config_names_must_be_avro_names(field: str) -> None:
+    bad = {"name": "my-table", "record_key_fields": "a-b", "partition_fields": "1x", "precombine_field": "My Col"}
+    value = bad[field] if field in ("name", "precombine_field") else (bad[field],)
+    base = {"name": "t", "record_key_fields": ("id",)}
+    with pytest.raises(InvalidDataError, match=re.escape(repr(bad[field]))):
+        HudiTableConfig(**{**base, field: value})
+
+
+@pytest.mark.parametrize("hive", [True, False])
+def test_partition_value_too_long_for_a_folder_name(tmp_path: Path, hive: bool) -> None:
+    """A partition value names a folder (``region=<value>`` or ``<value>``); the OS refuses names over 255 bytes,
+    which used to surface as a bare "File name too long" in the middle of a write."""
+    config = HudiTableConfig("long", ("id",), ("region",), "ts", hive_style=hive)
+    path = tmp_path / "table"
+    HudiWriter(path, config, durable=False).upsert(table_of([1, 2]))
+    room = 255 - (len("region=") if hive else 0)
+    before = listing(path, include_lock=False)
+    for too_long in ("x" * (room + 1), "é" * (room // 2 + 1)):  # bytes count, not characters
+        with pytest.raises(InvalidDataError) as info:
+            HudiWriter(path, config, durable=False).upsert(table_of([5, 6], region=pa.array(["eu", too_long])))
+        assert "'region'" in str(info.value) and "255 bytes" in str(info.value)
+        assert listing(path, include_lock=False) == before
+    longest = "y" * room
+    HudiWriter(path, config, durable=False).upsert(table_of([7], region=pa.array([longest])))
+    assert HudiTableReader(path).read(where="id = 7")["region"].to_pylist() == [longest]
 
 
 def test_duplicate_column_names(path: Path) -> None:

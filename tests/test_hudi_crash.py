@@ -11,9 +11,11 @@ equals the model. Two concurrent writers are serialized by the lock; a writer th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from fs_dagster.core.errors import TableLockedError
+from fs_dagster.core.errors import TableLockedError, WriteFailedError
+from fs_dagster.core.offline import fault_points
 from fs_dagster.core.offline.fault_points import ENV_VAR
 from fs_dagster.core.offline.hudi_lock import TableWriteLock
 from fs_dagster.core.offline.hudi_reader import HudiTableReader
@@ -295,6 +298,145 @@ def test_kill_at_random_moments_of_a_large_write(tmp_path: Path) -> None:
         recover_and_check(path, model, crashed, 5000, history=False)  # time travel checked once, below
     print(f"random kills: {killed} in progress, {landed} after publishing; write takes {duration:.2f}s")
     assert killed >= 3, f"only {killed} kills hit a write in progress (write takes {duration:.2f}s)"
+    assert_history(path, model)
+
+
+# --- a full disk ------------------------------------------------------------------------------------------------
+#
+# A write the storage refuses (ENOSPC) raises WriteFailedError naming the table and the file it was writing, and
+# removes what it wrote at once: a partial file must not keep the disk full until the next write, and the table
+# must be byte for byte as before. Checked on a real full disk (a tmpfs a few pages short, at every page count from
+# nothing left to enough), and with ENOSPC injected at every fault point (FS_DAGSTER_FAIL_AT) where no tmpfs can be
+# mounted.
+
+PAGE = 4096
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MB tmpfs (root only: skipped elsewhere; the injected-fault test below covers the same paths)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:  # lazily if a file is still open (a failing test): never leave a mount behind
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fills the disk up to ``leave`` free bytes (tmpfs counts whole pages)."""
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * (free_bytes(disk) - leave))
+    assert free_bytes(disk) == leave
+    return filler
+
+
+def named_file(error: WriteFailedError, path: Path) -> str:
+    """The table-relative file the error says was being written; it must be one a commit writes."""
+    match = re.search(r"while writing (\S+);", str(error))
+    assert match, str(error)
+    name = match.group(1)
+    assert re.fullmatch(r"(\.hoodie/(\d{17}\.(commit|inflight|commit\.requested)|hoodie\.properties)"
+                        r"|(part=p\d/)?(\.hoodie_partition_metadata|[\w-]+_\d{17}\.parquet))", name), name
+    return name
+
+
+def test_disk_full_at_every_step_leaves_the_table_unchanged(small_disk: Path) -> None:
+    """Free space grows a page at a time until the commit fits: each refused write names the file it could not
+    write (the inflight, a new partition's metadata, base files, the commit itself), and leaves the table byte for
+    byte as it was, no temp or partial file, and the disk as full (not fuller) than before."""
+    path = small_disk / "table"
+    model = Model()
+    w = writer(path)
+    model.upsert(0, 450, 1)
+    model.committed(w.upsert(make_batch(0, 450, 1)).instant)
+    before = listing(path, include_lock=False)
+    named: list[str] = []
+    for leave in range(0, 200 * PAGE, PAGE):
+        filler = fill(small_disk, leave)
+        try:
+            result = writer(path).upsert(make_batch(300, 450, 3))  # updates p1/p2, inserts into a new p3
+        except WriteFailedError as error:
+            assert error.errno == errno.ENOSPC and str(path) in str(error)
+            named.append(named_file(error, path))
+            assert listing(path, include_lock=False) == before, f"table changed by the failed write ({leave} bytes)"
+            assert free_bytes(small_disk) == leave, "the failed write's partial files still take space"
+            continue
+        finally:
+            filler.unlink()
+        assert result.rolled_back == ()  # nothing was left behind for this writer to roll back
+        model.upsert(300, 450, 3)
+        model.committed(result.instant)
+        break
+    else:
+        pytest.fail("the write never fit")
+    kinds = {re.sub(r"\d{17}|[\w-]+_\d{17}", "*", n.split("/")[-1]) for n in named}
+    assert {"*.inflight", ".hoodie_partition_metadata", "*.parquet", "*.commit"} <= kinds, named
+    assert_table_clean(path)
+    assert_history(path, model)
+
+
+def test_disk_full_on_the_first_write_leaves_no_table(small_disk: Path) -> None:
+    path = small_disk / "new"
+    for leave in (0, PAGE, 3 * PAGE):
+        filler = fill(small_disk, leave)
+        try:
+            with pytest.raises(WriteFailedError) as info:
+                writer(path).upsert(make_batch(0, 450, 1))
+        finally:
+            filler.unlink()
+        named_file(info.value, path)
+        assert "no table was created" in str(info.value)
+        # as a refused first batch leaves it: the .hoodie folder with the lock file, nothing a reader would take
+        assert sorted(os.listdir(path)) == [".hoodie"]
+        assert sorted(os.listdir(path / ".hoodie")) == [".fs_dagster_write.lock"]
+    assert writer(path).upsert(make_batch(0, 450, 1)).rows_inserted == 450
+
+
+@pytest.mark.parametrize("point", [p for p in FAULT_POINTS if p != "after_commit"])
+def test_injected_disk_full_at_fault_point(table: tuple[Path, Model], point: str, monkeypatch) -> None:
+    path, model = table
+    before = listing(path, include_lock=False)
+    fault_points.reset()
+    monkeypatch.setenv(fault_points.FAIL_ENV_VAR, point if ":" in point else f"{point}:1")
+    with pytest.raises(WriteFailedError) as info:
+        writer(path).upsert(make_batch(300, 450, 3))
+    assert info.value.errno == errno.ENOSPC
+    assert str(path) in str(info.value) and "were removed; the table is as of its last commit" in str(info.value)
+    assert listing(path, include_lock=False) == before
+    assert_reads(path, model.rows)
+    result = writer(path).upsert(make_batch(300, 450, 3))  # the fault fired once: this write goes through
+    assert result.rolled_back == ()
+    model.upsert(300, 450, 3)
+    model.committed(result.instant)
+    assert_table_clean(path)
+    assert_history(path, model)
+
+
+def test_injected_disk_full_after_publishing_keeps_the_commit(table: tuple[Path, Model], monkeypatch) -> None:
+    """An error after the commit file is in place must not roll the published commit back."""
+    path, model = table
+    fault_points.reset()
+    monkeypatch.setenv(fault_points.FAIL_ENV_VAR, "after_commit:1")
+    with pytest.raises(OSError):
+        writer(path).upsert(make_batch(300, 450, 3))
+    (instant,) = instants_on_disk(path)[0] - set(model.history)
+    model.upsert(300, 450, 3)
+    model.committed(instant)
+    assert_table_clean(path)
     assert_history(path, model)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -250,6 +251,57 @@ def test_commits_of_a_missing_group_raise(registry: Registry) -> None:
         registry.record_commit("p", "weather_hourly", 1, commit(1))
     with pytest.raises(NotFoundError):
         registry.commits("p", "weather_hourly", 1)
+
+
+def test_forget_commit_removes_the_commit_and_its_statistics(registry: Registry) -> None:
+    """For a commit whose Hudi .commit file was lost and that the user gives up (FeatureGroup.abandon_commit)."""
+    registry.register_feature_group("p", weather())
+    for i in (1, 2):
+        registry.record_commit("p", "weather_hourly", 1, commit(i))
+        registry.record_statistics("p", "weather_hourly", 1, commit(i).instant, {"row_count": i})
+    assert registry.forget_commit("p", "weather_hourly", 1, commit(2).instant) is True
+    assert [c.instant for c in registry.commits("p", "weather_hourly", 1)] == [commit(1).instant]
+    assert registry.statistics("p", "weather_hourly", 1) == {"row_count": 1}
+    assert registry.forget_commit("p", "weather_hourly", 1, commit(2).instant) is False
+
+
+@pytest.mark.parametrize("version", [True, False, 0, -1, 1.0, "1", 2**31])
+def test_versions_must_be_positive_integers_not_bools(registry: Registry, version: object) -> None:
+    """``True == 1`` in Python: a bool version would silently address version 1."""
+    registry.register_feature_group("p", weather())
+    message = rf"version must be a positive integer \(at most {2**31 - 1}\), got {re.escape(repr(version))}"
+    with pytest.raises(InvalidDataError, match=message):
+        weather(version=version)
+    with pytest.raises(InvalidDataError, match=message):
+        registry.get_feature_group("p", "weather_hourly", version)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDataError, match=message):
+        registry.register_feature_view("p", "delays", version, {"name": "delays"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidDataError, match=message):
+        registry.get_feature_view("p", "delays", version)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDataError, match=message):
+        registry.register_training_dataset("p", "delays", version, {"content_hash": "x"})  # type: ignore[arg-type]
+    registry.register_feature_view("p", "delays", 1, {"name": "delays"})
+    with pytest.raises(InvalidDataError, match=message):
+        registry.get_training_dataset("p", "delays", 1, version)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDataError, match=message):
+        registry.list_training_datasets("p", "delays", version)  # type: ignore[arg-type]
+    assert registry.list_feature_views("p") == [{"name": "delays"}]  # nothing stored by the refused calls
+
+
+def test_names_longer_than_128_characters_are_refused() -> None:
+    """Names become folder names (``<name>_v<version>``), which file systems limit to 255 bytes."""
+    assert weather(name="w" * 128).name == "w" * 128
+    with pytest.raises(InvalidDataError, match="is 300 characters long; at most 128"):
+        weather(name="w" * 300)
+
+
+@pytest.mark.parametrize("name", ["a-b", "1x", "é", "a.b", "My Col"])
+def test_key_and_feature_names_must_be_avro_names(name: str) -> None:
+    """Hudi stores every commit's schema as Avro: a name Avro refuses would make the table unreadable."""
+    for changes in ({"primary_key": (name,)}, {"partition_key": (name,)}, {"event_time": name},
+                    {"features": (Feature(name),)}):
+        with pytest.raises(InvalidDataError, match=re.escape(repr(name)) + ".*Avro"):
+            weather(**changes)
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -40,3 +40,14 @@ class RegistryError(FeatureStoreError):
 
 class RegistryUnavailableError(RegistryError, TimeoutError):
     """The registry stayed locked by another process (or unreachable) for longer than ``registry_timeout``."""
+
+
+class DamagedTableError(FeatureStoreError):
+    """A table's files contradict its timeline (a base file, commit or properties file missing or unreadable),
+    or the registry lists a commit the timeline lacks. The message names the file; nothing was changed."""
+
+
+class WriteFailedError(FeatureStoreError, OSError):
+    """The storage refused a write (disk full, quota, read-only, I/O error). The message names the table and the
+    file being written; the files of the failed commit were removed, so the table is as of its last commit.
+    ``errno`` is the operating system's (``errno.ENOSPC`` for a full disk)."""

@@ -14,9 +14,11 @@ import pyarrow.compute as pc
 
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError, RegistryError
 from fs_dagster.core.feature_view import Query, Selection
-from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
+from fs_dagster.core.offline import hudi_integrity as integrity
+from fs_dagster.core.offline.hudi_properties import HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
 from fs_dagster.core.offline.hudi_schema import to_arrow
+from fs_dagster.core.offline.hudi_timeline import scan
 from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
 from fs_dagster.core.online.online_store import OnlineStoreError
 from fs_dagster.core.online.sync import OnlineSyncResult, online_layout, sync_feature_group
@@ -114,12 +116,26 @@ class FeatureGroup:
         )
 
     def exists(self) -> bool:
-        """Whether the offline table has been created (by a first write)."""
-        return (self.path / HOODIE_DIR / PROPERTIES_FILE).exists()
+        """Whether the offline table has been created (by a first write).
+
+        Raises:
+            DamagedTableError: the table folder has a timeline but no ``hoodie.properties``, or no table is left
+                although the registry lists commits of it: damaged, not empty (the message names what is missing).
+        """
+        if integrity.has_table(self.path):
+            return True
+        recorded = self._recorded_commits()
+        if recorded:
+            raise integrity.missing_table_error(self.path, recorded)
+        return False
+
+    def _recorded_commits(self) -> list[str]:
+        """The instants the registry recorded for this group, oldest first."""
+        return [c.instant for c in self._store.registry.commits(self._store.project, self.spec.name, self.spec.version)]
 
     def _writer(self) -> HudiWriter:
         options = self._store.write_options
-        return HudiWriter(self.path, self.table_config, **options)
+        return HudiWriter(self.path, self.table_config, recorded_commits=self._recorded_commits, **options)
 
     def _reader(self) -> HudiTableReader:
         if not self.exists():
@@ -314,8 +330,15 @@ class FeatureGroup:
             return
         registry = self._store.registry
         reader = self._reader()
-        known = {c.instant for c in registry.commits(self._store.project, self.spec.name, self.spec.version)}
-        missing = [c for c in reader.commits() if c.instant not in known]
+        known = set(self._recorded_commits())
+        timeline = reader.commits()
+        pending = scan(self.path).pending
+        lost = integrity.lost_commits(known, [c.instant for c in timeline], pending)
+        if lost:  # the registry must not keep answering for commits the table lost
+            raise integrity.lost_commit_error(self.path, lost, pending, "Syncing the registry")
+        if timeline:  # the latest snapshot's files are the live ones the timeline names (planning is cached)
+            reader.base_files(timeline[-1].instant)
+        missing = [c for c in timeline if c.instant not in known]
         if not missing:
             return
         schema = reader.schema()
@@ -345,6 +368,37 @@ class FeatureGroup:
             latest = missing[-1].instant
             registry.record_statistics(
                 self._store.project, self.spec.name, self.spec.version, latest, self.compute_statistics(latest)
+            )
+
+    def abandon_commit(self, instant: str, *more: str) -> None:
+        """Gives up commits the registry lists whose Hudi ``.commit`` file was lost (deleted by hand, lost by
+        storage): reads already show the table without them, and writes and registry syncs refuse until the
+        registry agrees. They are removed from the registry (with their statistics); the next write rolls back
+        their remaining data files. Their rows are gone for good: restore a ``.commit`` file from a backup instead
+        if you have one.
+
+        Raises:
+            InvalidDataError: an instant is a completed commit of the table (nothing is lost) or is not recorded.
+        """
+        instants = (instant, *more)
+        completed = {c.instant for c in self._reader().commits()} if integrity.has_table(self.path) else set()
+        recorded = set(self._recorded_commits())
+        for wanted in instants:
+            if wanted in completed:
+                raise InvalidDataError(
+                    f"feature group {self.spec.key}: commit {wanted} is on the table's timeline; nothing to abandon"
+                )
+            if wanted not in recorded:
+                raise InvalidDataError(f"feature group {self.spec.key}: the registry has no commit {wanted}")
+        registry = self._store.registry
+        for wanted in instants:
+            registry.forget_commit(self._store.project, self.spec.name, self.spec.version, wanted)
+            log.warning("feature group %s: commit %s abandoned (its .commit file was lost)", self.spec.key, wanted)
+        if completed:  # the registry's schema follows the table's (an abandoned commit may have added a column)
+            schema = self._reader().schema()
+            self.spec = registry.update_features(
+                self._store.project, self.spec.name, self.spec.version,
+                self.spec.with_schema([(f.name, str(f.type)) for f in schema]).features,
             )
 
     # --- feature views -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pandas as pd
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
 from fs_dagster.core.online.codec import decode_present, decode_vectors
 from fs_dagster.core.online.sync import online_layout
-from fs_dagster.core.specs import check_name
+from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.transformations import FittedTransformations, resolve
 
 if TYPE_CHECKING:
@@ -678,7 +678,6 @@ class _ServingPlan:
 def build_feature_view(store: FeatureStore, name: str, version: int, query: Query, labels: Sequence[str],
                        description: str, transformation_functions: dict[str, str] | None = None) -> FeatureView:
     check_name("feature view", name)
-    if not isinstance(version, int) or version < 1:
-        raise InvalidDataError(f"feature view {name}: version must be a positive integer, got {version!r}")
+    check_version("feature view", name, version)
     return FeatureView(store, name, version, replace(query, _store=store), tuple(labels), description,
                        transformation_functions)

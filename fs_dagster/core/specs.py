@@ -7,15 +7,37 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fs_dagster.core.errors import InvalidDataError
+from fs_dagster.core.offline.hudi_schema import check_column_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names become folder names (``<name>_v<version>``, ``<project>/``) and the Hudi table name; file systems allow 255
+# bytes per name. 128 leaves room for the version suffix and for tools that add their own suffixes.
+MAX_NAME_LENGTH = 128
+# Versions are stored in an INTEGER column (32-bit on PostgreSQL).
+MAX_VERSION = 2**31 - 1
 
 
 def check_name(kind: str, name: str) -> str:
-    """Feature-group and feature names: lower case letters, digits and ``_``, starting with a letter."""
+    """Project, feature-group, feature-view and split names: lower case letters, digits and ``_``, starting with a
+    letter, at most :data:`MAX_NAME_LENGTH` characters."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidDataError(f"{kind} name {name!r}: use lower-case letters, digits and '_', starting with a letter")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidDataError(
+            f"{kind} name {name[:40]}... is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed "
+            "(it names folders, which file systems limit to 255 bytes)"
+        )
     return name
+
+
+def check_version(kind: str, name: str, version: object) -> int:
+    """A version number: an ``int`` from 1 to :data:`MAX_VERSION` (``True`` is refused, although Python counts it
+    as the integer 1)."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise InvalidDataError(
+            f"{kind} {name!r}: version must be a positive integer (at most {MAX_VERSION}), got {version!r}"
+        )
+    return version
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,14 @@ class FeatureGroupSpec:
         object.__setattr__(self, "features", tuple(self.features))
         if not self.primary_key:
             raise InvalidDataError(f"feature group {self.name!r} needs a primary key")
-        if not isinstance(self.version, int) or self.version < 1:
-            raise InvalidDataError(f"feature group {self.name!r}: version must be a positive integer, got {self.version!r}")
+        check_version("feature group", self.name, self.version)
+        # the key columns are table columns: refused here, before anything is registered or written
+        for role, names in (("primary key", self.primary_key), ("partition key", self.partition_key),
+                            ("event time", (self.event_time,) if self.event_time is not None else ())):
+            for column in names:
+                check_column_name(column, f"feature group {self.name!r}: {role} column")
+        for feature in self.features:
+            check_column_name(feature.name, f"feature group {self.name!r}: feature")
 
     @property
     def table_name(self) -> str:

@@ -48,8 +48,11 @@ class TableWriteLock:
                         f"waited {self.timeout:.0f}s for {self.path}"
                     ) from None
                 time.sleep(self.poll_interval)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the holder's pid only makes a TableLockedError more helpful: a full disk must not fail the write
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
 
     def release(self) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fs_dagster.core.errors import IncompatibleTableError, InvalidDataError
+from fs_dagster.core.offline.hudi_schema import AVRO_NAME, check_column_name
 
 HOODIE_DIR = ".hoodie"
 PROPERTIES_FILE = "hoodie.properties"
@@ -24,7 +25,7 @@ class HudiTableConfig:
     """What a Copy-on-Write table is keyed and partitioned by.
 
     Args:
-        name: table name (letters, digits and ``_``).
+        name: table name (ASCII letters, digits and ``_``, not starting with a digit: an Avro name).
         record_key_fields: one column (simple key) or several (complex key ``f1:v1,f2:v2``).
         partition_fields: columns whose values name the partition folders; empty for a non-partitioned table.
         precombine_field: ordering column: within one batch, the row with its largest value wins.
@@ -39,10 +40,17 @@ class HudiTableConfig:
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c == "_" for c in self.name):
-            raise InvalidDataError(f"table name {self.name!r}: use letters, digits and '_' only")
+        # the name is also the Avro record name of every commit's schema (``<name>_record``)
+        if not isinstance(self.name, str) or not AVRO_NAME.fullmatch(self.name):
+            raise InvalidDataError(
+                f"table name {self.name!r}: use ASCII letters, digits and '_', not starting with a digit"
+            )
         if not self.record_key_fields:
             raise InvalidDataError(f"table {self.name!r} needs at least one record key field")
+        for role, names in (("record key", self.record_key_fields), ("partition", self.partition_fields),
+                            ("precombine", (self.precombine_field,) if self.precombine_field else ())):
+            for column in names:
+                check_column_name(column, f"table {self.name!r}: {role} field")
 
     @property
     def complex_key(self) -> bool:

@@ -11,7 +11,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hudi import HudiQueryType, HudiReadOptions, HudiTable
 
-from fs_dagster.core.errors import CommitNotFoundError, IncompatibleTableError
+from fs_dagster.core.errors import (
+    CommitNotFoundError,
+    DamagedTableError,
+    FeatureStoreError,
+    IncompatibleTableError,
+    InvalidDataError,
+)
+from fs_dagster.core.offline import hudi_integrity as integrity
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE
 from fs_dagster.core.offline.hudi_schema import META_COLUMNS
 from fs_dagster.core.offline.hudi_timeline import datetime_to_instant, instant_to_datetime
@@ -75,6 +82,7 @@ class _Plan:
 
     key: tuple[Any, ...] | None  # None: not cacheable (the timeline could not be listed)
     table: HudiTable
+    commits: list[integrity.CommitFiles]  # what the completed commits say about base files (checked at planning)
     base_files: dict[str | None, list[str]] = field(default_factory=dict)  # as-of instant (None: latest) -> files
     instants: list[str] | None = None  # completed commit instants, oldest first
 
@@ -86,14 +94,17 @@ _MAX_PLANS = 128
 
 def _timeline_key(base_path: Path) -> tuple[Any, ...] | None:
     """Everything hudi-rs plans from, cheaply: the file names under ``.hoodie/`` (and ``.hoodie/timeline/`` of v8
-    tables), plus the identity of ``hoodie.properties`` and of the newest instant file. Every commit, rollback,
-    clean or archive adds or removes such a file (instant times are unique), so equal keys mean an equal plan.
+    tables), plus the identity of ``hoodie.properties``, of the newest instant file and of the newest ``.commit``
+    (a damaged latest commit is noticed at once; damage to an older one by the next write, or where hudi-rs re-reads
+    it). Every commit, rollback, clean or archive adds or removes such a file (instant times are unique), so equal
+    keys mean an equal plan.
     Costs ~0.02 ms, against 1-3 ms for a new HudiTable and its first listing (10+ ms at 200 commits)."""
     hoodie = base_path / HOODIE_DIR
     try:
         names = sorted(os.listdir(hoodie))
         v8 = sorted(os.listdir(hoodie / "timeline")) if "timeline" in names else []
         newest = [hoodie / n for n in [n for n in names if n[:17].isdigit()][-1:]]
+        newest += [hoodie / n for n in [n for n in names if n[:17].isdigit() and n.endswith(".commit")][-1:]]
         newest += [hoodie / "timeline" / n for n in [n for n in v8 if n[:17].isdigit()][-1:]]
         stats = [os.stat(path) for path in [hoodie / PROPERTIES_FILE, *newest]]
     except OSError:
@@ -110,7 +121,17 @@ def _plan_for(base_path: Path) -> _Plan:
         if plan is not None and key is not None and plan.key == key:
             _PLANS[path] = plan
             return plan
-    plan = _Plan(key, HudiTable(str(base_path)))
+    # the properties and every completed commit file are checked before hudi-rs sees them: its errors name no file
+    integrity.checked_properties(base_path)
+    commits = integrity.completed_commits(base_path)
+    try:
+        table = HudiTable(str(base_path))
+    except Exception as error:  # hudi-rs raises one exception type for everything
+        damage = _damage(base_path)
+        if damage is not None:
+            raise damage from error
+        raise
+    plan = _Plan(key, table, commits)
     # a commit that landed while the table was being opened changes the key: such a plan is used once, not cached
     if key is not None and _timeline_key(base_path) == key:
         with _PLANS_LOCK:
@@ -135,6 +156,15 @@ def _one_table(method):
         local.table = local.plan.table
         try:
             return method(self, *args, **kwargs)
+        except FeatureStoreError:
+            raise
+        except Exception as error:
+            # hudi-rs errors name no file, and commit metadata it hands over unparsed may be garbage: find the file
+            if isinstance(error, (ValueError, OSError)) or type(error).__name__ == "HudiCoreError":
+                damage = _damage(self.base_path)
+                if damage is not None:
+                    raise damage from error
+            raise
         finally:
             local.table = local.plan = None
 
@@ -153,7 +183,7 @@ class HudiTableReader:
 
     def __init__(self, base_path: str | os.PathLike[str], connection: duckdb.DuckDBPyConnection | None = None) -> None:
         self.base_path = Path(base_path)
-        if not (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists():
+        if not integrity.has_table(self.base_path):  # a timeline without properties: DamagedTableError
             raise IncompatibleTableError(f"{self.base_path} is not a Hudi table (no {HOODIE_DIR}/{PROPERTIES_FILE})")
         self._connection = connection
         self._lock = threading.Lock()
@@ -163,8 +193,9 @@ class HudiTableReader:
 
     def _table(self) -> HudiTable:
         table = getattr(self._planning, "table", None)
-        return table if table is not None else HudiTable(str(self.base_path))
+        return table if table is not None else _plan_for(self.base_path).table
 
+    @_one_table
     def commits(self) -> list[CommitInfo]:
         """The completed commits, oldest first, with per-commit row counts."""
         table = self._table()
@@ -189,6 +220,7 @@ class HudiTableReader:
             )
         return out
 
+    @_one_table
     def latest_instant(self) -> str | None:
         instants = self._completed_instants()
         return instants[-1] if instants else None
@@ -202,7 +234,7 @@ class HudiTableReader:
             plan.instants = instants
         return instants
 
-    def resolve_as_of(self, as_of: AsOf) -> str | None:
+    def resolve_as_of(self, as_of: AsOf, what: str = "as_of") -> str | None:
         """A commit instant or point in time -> the instant of the last commit at or before it.
 
         Raises:
@@ -210,15 +242,25 @@ class HudiTableReader:
         """
         if as_of is None:
             return None
-        wanted = datetime_to_instant(as_of) if isinstance(as_of, datetime) else str(as_of)
-        if not (len(wanted) == 17 and wanted.isdigit()):
-            raise CommitNotFoundError(f"{as_of!r} is neither a 17-digit commit instant nor a datetime")
+        wanted = self._instant_of(as_of, what)
         instants = self._completed_instants()
         earlier = [i for i in instants if i <= wanted]
         if not earlier:
             first = instants[0] if instants else "none"
             raise CommitNotFoundError(f"{self.base_path.name}: no commit at or before {wanted} (first commit: {first})")
         return earlier[-1]
+
+    def _instant_of(self, value: str | datetime, what: str) -> str:
+        """A commit instant or datetime as an instant; anything else is refused naming the expected format."""
+        if isinstance(value, datetime):
+            return datetime_to_instant(value)
+        if isinstance(value, str) and len(value) == 17 and value.isdigit():
+            return value
+        example = (self._completed_instants() or [datetime_to_instant(datetime.now(timezone.utc))])[-1]
+        raise CommitNotFoundError(
+            f"{self.base_path.name}: {what}={value!r} is not a commit instant: expected 17 digits "
+            f"yyyyMMddHHmmssSSS (UTC), e.g. {example}, or a datetime"
+        )
 
     @_one_table
     def base_files(self, as_of: AsOf = None) -> list[str]:
@@ -227,11 +269,16 @@ class HudiTableReader:
         instant = self.resolve_as_of(as_of)
         plan = self._planning.plan
         if instant in plan.base_files:  # planned before on this very timeline
+            integrity.check_exist(self.base_path, plan.base_files[instant])  # a file deleted since (a stat each)
             return list(plan.base_files[instant])
         if instant is not None:
             options = options.with_as_of_timestamp(instant)
         table = self._table()
-        files = [str(self.base_path / s.base_file_relative_path()) for s in table.get_file_slices(options)]
+        slices = table.get_file_slices(options)
+        planned = [(s.partition_path, s.file_id, s.base_file_relative_path()) for s in slices]
+        integrity.check_planned(self.base_path, plan.commits, planned, as_of=instant)
+        files = [str(self.base_path / path) for _p, _f, path in planned]
+        integrity.check_exist(self.base_path, files)
         plan.base_files[instant] = files
         return list(files)
 
@@ -250,7 +297,14 @@ class HudiTableReader:
             .with_start_timestamp(start)
             .with_end_timestamp(end)
         )
-        return [str(self.base_path / s.base_file_relative_path()) for s in self._table().get_file_slices(options)]
+        slices = self._table().get_file_slices(options)
+        planned = [(s.partition_path, s.file_id, s.base_file_relative_path()) for s in slices]
+        plan = getattr(self._planning, "plan", None)
+        if plan is not None and not (self.base_path / HOODIE_DIR / "timeline").is_dir():  # v6: instants are bounds
+            integrity.check_planned(self.base_path, plan.commits, planned, as_of=end, after=start)
+        files = [str(self.base_path / path) for _p, _f, path in planned]
+        integrity.check_exist(self.base_path, files)
+        return files
 
     def _incremental_bounds(self, start: str, end: str) -> tuple[str, str]:
         """hudi-rs selects incremental commits by instant (start) time on v6 tables but by completion time on v8
@@ -269,6 +323,7 @@ class HudiTableReader:
 
         return completion(start), completion(end)
 
+    @_one_table
     def schema(self) -> pa.Schema:
         """The data schema (no meta columns) of the latest commit."""
         return self._table().get_schema()
@@ -292,7 +347,7 @@ class HudiTableReader:
             with_meta: include the ``_hoodie_*`` columns.
         """
         files = self.base_files(as_of)
-        instant = self.resolve_as_of(as_of) if as_of is not None and columns is None else None
+        instant = self.resolve_as_of(as_of) if as_of is not None else None
         return self._scan(files, self._projection(columns, with_meta, instant), where)
 
     def read_by_file(self, columns: Sequence[str] | None = None, with_meta: bool = False) -> Iterator[pa.Table]:
@@ -317,7 +372,10 @@ class HudiTableReader:
         it) when its columns have the table's types, else (another writer's physical types) with the DuckDB scan;
         columns the file predates (schema evolution) are nulls, as in a snapshot read."""
         expected = self._schema_of(columns)
-        parquet = pq.ParquetFile(path)
+        try:
+            parquet = pq.ParquetFile(path)
+        except FileNotFoundError:
+            raise integrity.missing_file(self.base_path, os.path.relpath(path, self.base_path)) from None
         stored = parquet.schema_arrow
         present = [c for c in columns if stored.get_field_index(c) >= 0]
         if all(stored.field(c).type == expected.field(c).type for c in present):
@@ -332,17 +390,18 @@ class HudiTableReader:
     @_one_table
     def read_changes(
         self,
-        start: str | None,
-        end: str | None = None,
+        start: str | datetime | None,
+        end: str | datetime | None = None,
         columns: Sequence[str] | None = None,
         with_meta: bool = True,
     ) -> pa.Table:
         """Rows written by commits in ``(start, end]`` (Hudi incremental query; deletes are not rows here,
         see :meth:`deleted_keys`). ``start=None`` means from the beginning, ``end=None`` up to the latest."""
+        start = self._instant_of(start, "start") if start else None
         latest = self.latest_instant()
         if latest is None:
             return self._empty(self._projection(columns, with_meta))
-        end = self.resolve_as_of(end) if end is not None else latest
+        end = self.resolve_as_of(end, "end") if end is not None else latest
         start = start or "00000000000000000"
         files = self.changed_files(start, end)
         predicate = f"_hoodie_commit_time > {sql_string(start)} AND _hoodie_commit_time <= {sql_string(end)}"
@@ -374,7 +433,11 @@ class HudiTableReader:
         if not files:
             return 0
         with self._lock:
-            return self._con().execute(f"SELECT count(*) FROM {self._source(files)}").fetchone()[0]
+            try:
+                return self._con().execute(f"SELECT count(*) FROM {self._source(files)}").fetchone()[0]
+            except duckdb.IOException:
+                integrity.check_exist(self.base_path, files)
+                raise
 
     # --- internals ----------------------------------------------------------------------------------------
 
@@ -387,7 +450,27 @@ class HudiTableReader:
     def _projection(self, columns: Sequence[str] | None, with_meta: bool, instant: str | None = None) -> list[str]:
         if columns is None:
             columns = self._columns_as_of(instant)
+        else:
+            self._check_columns(columns, instant)
         return (list(META_COLUMNS) if with_meta else []) + list(columns)
+
+    def _check_columns(self, columns: Sequence[str], instant: str | None) -> None:
+        """Refuses column names the snapshot does not have, listing the ones it has (DuckDB would fail with a
+        binder error naming neither the table nor its columns)."""
+        if isinstance(columns, str):
+            raise InvalidDataError(f"columns must be a list of column names, got the string {columns!r}")
+        then = self._columns_as_of(instant)
+        unknown = [c for c in columns if c not in then and c not in META_COLUMNS]
+        if not unknown:
+            return
+        latest = then if instant is None else self._columns_as_of(None)
+        later = [c for c in unknown if c in latest]
+        if later:
+            raise InvalidDataError(
+                f"{self.base_path.name}: column(s) {later} did not exist as of commit {instant} (added by a later "
+                f"commit); its columns then: {then}"
+            )
+        raise InvalidDataError(f"{self.base_path.name}: no column(s) {unknown}; the columns are: {latest}")
 
     def _columns_as_of(self, instant: str | None) -> list[str]:
         """The data columns of the table as of commit ``instant`` (None: the latest).
@@ -432,7 +515,28 @@ class HudiTableReader:
         if where:
             sql += f" WHERE {where}"
         with self._lock:
-            result = self._con().sql(sql).fetch_arrow_table()
+            try:
+                result = self._con().sql(sql).fetch_arrow_table()
+            except duckdb.IOException:
+                integrity.check_exist(self.base_path, files)  # a file deleted while (or since) it was planned
+                raise
+            except (duckdb.BinderException, duckdb.ParserException) as error:
+                if not where:
+                    raise
+                raise InvalidDataError(
+                    f"{self.base_path.name}: where={where!r} is not a valid predicate: {error}"
+                ) from error
         # DuckDB drops Arrow's not-null flags; restore the table's exact schema so every reader agrees
         expected = self._schema_of(columns)
         return result.cast(expected) if result.schema != expected else result
+
+
+def _damage(base_path: Path) -> DamagedTableError | None:
+    """The damaged file behind a hudi-rs (or metadata) error, when one is found: hudi-rs messages name none."""
+    try:
+        integrity.has_table(base_path)
+        integrity.checked_properties(base_path)
+        integrity.completed_commits(base_path)
+    except DamagedTableError as damage:
+        return damage
+    return None

@@ -4,6 +4,7 @@ fit an existing table (safe casts, new nullable columns) or refused (type change
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,28 @@ _FAMILIES: dict[str, Any] = {
     "date": pa.types.is_date,
 }
 SUPPORTED_TYPES_TEXT = "int, float, bool, string, timestamp, date"
+
+# Hudi keeps each commit's schema as Avro, whose names are ASCII letters, digits and '_', not starting with a digit.
+# Any other column name makes hudi-rs and Spark fail on every later read of the table ("Invalid field name").
+AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_column_name(name: object, role: str = "column") -> str:
+    """Refuses a column name Hudi cannot store (not an Avro name), suggesting one it can.
+
+    Raises:
+        InvalidDataError: naming the column and the rule.
+    """
+    if isinstance(name, str) and AVRO_NAME.fullmatch(name):
+        return name
+    if not isinstance(name, str) or not name:
+        raise InvalidDataError(f"{role} name {name!r}: a column name must be a non-empty string")
+    suggestion = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    suggestion = "_" + suggestion if suggestion[0].isdigit() else suggestion
+    raise InvalidDataError(
+        f"{role} name {name!r} cannot be stored: Hudi keeps the schema as Avro, whose names are ASCII letters, "
+        f"digits and '_', not starting with a digit; rename it (e.g. {suggestion!r})"
+    )
 
 
 def type_family(arrow_type: pa.DataType) -> str | None:
@@ -119,6 +142,7 @@ def _check_names(table: pa.Table) -> None:
             raise InvalidDataError(f"column {name!r}: names starting with '_hoodie_' are reserved for Hudi")
         if not name:
             raise InvalidDataError("a column has an empty name")
+        check_column_name(name)
         seen.add(name)
 
 

@@ -7,15 +7,20 @@ or hudi-rs writer can replace it behind that protocol.
 Commit protocol (docs/hudi-format.md section 5): lock -> roll back pending instants -> ``<t>.commit.requested``
 -> ``<t>.inflight`` -> partition metadata and base files -> ``<t>.commit`` published atomically (rename).
 A writer killed anywhere leaves the table as of its last completed commit; the next writer rolls back the rest.
+A write that fails with an error (a full disk) removes its own files before raising. Before planning, the
+timeline is checked (hudi_integrity): a damaged table is refused naming the file, never written around.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fs_dagster.core.errors import IncompatibleTableError, InvalidDataError
+from fs_dagster.core.errors import (
+    DamagedTableError,
+    FeatureStoreError,
+    IncompatibleTableError,
+    InvalidDataError,
+    WriteFailedError,
+)
 from fs_dagster.core.offline import fault_points
+from fs_dagster.core.offline import hudi_integrity as integrity
 from fs_dagster.core.offline.hudi_lock import TableWriteLock
 from fs_dagster.core.offline.hudi_properties import (
     HOODIE_DIR,
@@ -57,6 +69,7 @@ from fs_dagster.core.offline.hudi_timeline import (
 )
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,14 @@ class CommitResult:
 
 
 @dataclass
+class _Undo:
+    """What a write has started, for undoing it when it fails."""
+
+    instant: str | None = None
+    created_table: bool = False
+
+
+@dataclass
 class _FileGroupPlan:
     partition_path: str
     file_id: str
@@ -121,6 +142,9 @@ class HudiWriter:
         max_file_rows: rows per base file before a new file group is started.
         small_file_rows: a file group with fewer rows takes new inserts of its partition (fewer, larger files).
         durable: fsync data files and the commit before it is published.
+        recorded_commits: returns the instants recorded as completed elsewhere (the registry). A pending instant
+            among them lost its ``.commit`` file: the write is refused instead of rolling it back (deleting its
+            data), as is a recorded instant the timeline lacks altogether.
 
     Example:
         writer = HudiWriter("/data/weather", HudiTableConfig("weather", ("origin", "time_hour"),
@@ -138,6 +162,7 @@ class HudiWriter:
         max_file_rows: int = 2_000_000,
         small_file_rows: int = 200_000,
         durable: bool = True,
+        recorded_commits: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.base_path = Path(base_path)
         self._requested_config = config
@@ -145,6 +170,7 @@ class HudiWriter:
         self.max_file_rows = max_file_rows
         self.small_file_rows = min(small_file_rows, max_file_rows)
         self.durable = durable
+        self.recorded_commits = recorded_commits
 
     # --- public operations -------------------------------------------------------------------------------
 
@@ -159,8 +185,8 @@ class HudiWriter:
 
     @property
     def config(self) -> HudiTableConfig:
-        if (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists():
-            return HudiTableConfig.from_properties(read_properties(self.base_path))
+        if integrity.has_table(self.base_path):
+            return _config_of(self.base_path)
         if self._requested_config is None:
             raise IncompatibleTableError(f"{self.base_path} is not a Hudi table and no config was given to create it")
         return self._requested_config
@@ -176,15 +202,16 @@ class HudiWriter:
 
     def _create_locked(self, initial_schema: pa.Schema | None) -> HudiTableConfig:
         props_path = self.base_path / HOODIE_DIR / PROPERTIES_FILE
-        if props_path.exists():
-            existing = HudiTableConfig.from_properties(read_properties(self.base_path))
+        if integrity.has_table(self.base_path):  # never re-created over a timeline whose properties vanished
+            existing = _config_of(self.base_path)
             self._check_same_identity(existing)
             return existing
         config = self.config
         for sub in ("archived", ".temp", ".aux"):
             (self.base_path / HOODIE_DIR / sub).mkdir(exist_ok=True)
         schema_json = avro_schema(config.name, initial_schema) if initial_schema is not None else None
-        write_atomically(props_path, render_properties(config.to_properties(schema_json)).encode(), self.durable)
+        with _naming(props_path):
+            write_atomically(props_path, render_properties(config.to_properties(schema_json)).encode(), self.durable)
         return config
 
     def _check_same_identity(self, existing: HudiTableConfig) -> None:
@@ -200,23 +227,32 @@ class HudiWriter:
 
     def _refuse_unwritable_table(self) -> None:
         """Refuses a table of another version (or with a metadata table) before the lock file is created in it:
-        a refused write must leave e.g. a Spark-written v8 table untouched. Checked again under the lock."""
-        if (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists():
-            check_writable(self.base_path, read_properties(self.base_path))
+        a refused write must leave e.g. a Spark-written v8 table untouched. Checked again under the lock.
+        A damaged table (properties missing under a timeline, or garbage) is refused naming the file."""
+        if integrity.has_table(self.base_path):
+            check_writable(self.base_path, integrity.checked_properties(self.base_path))
+        elif self.recorded_commits is not None:  # the table is gone: no new one is created in its place
+            recorded = sorted(self.recorded_commits())
+            if recorded:
+                raise integrity.missing_table_error(self.base_path, recorded)
 
     def _write(self, batch: pa.Table, operation: str) -> CommitResult:
         self._refuse_unwritable_table()
         (self.base_path / HOODIE_DIR).mkdir(parents=True, exist_ok=True)
-        with TableWriteLock(self.base_path, self.lock_timeout):
+        # the undo (inside the lock) removes what a failing write wrote (disk full, a damaged file found while
+        # planning) before raising: a partial file must not keep a full disk full until the next write
+        with TableWriteLock(self.base_path, self.lock_timeout), self._undo_on_failure() as undo:
             # a new table is created only once its first batch proved valid: a refused first write leaves no
             # hoodie.properties behind (which would pin the keys and partitioning of a config the user may fix)
-            exists = (self.base_path / HOODIE_DIR / PROPERTIES_FILE).exists()
-            config = self._create_locked(None) if exists else self.config
+            exists = integrity.has_table(self.base_path)
             if exists:
-                check_writable(self.base_path, read_properties(self.base_path))
-            elif batch.num_rows == 0:  # nothing to write and no table yet (an empty frame may not even be typed)
+                check_writable(self.base_path, integrity.checked_properties(self.base_path))
+            config = self._create_locked(None) if exists else self.config
+            if not exists and batch.num_rows == 0:  # nothing to write, no table yet (an empty frame may be untyped)
                 return CommitResult(instant=None, operation=operation)
             state = scan(self.base_path)
+            commits = integrity.completed_commits(self.base_path)  # every commit file parses, or DamagedTableError
+            self._refuse_lost_commits(state)
             rolled_back = tuple(rollback_pending(self.base_path, state))
             if rolled_back:
                 state = TimelineState(completed=state.completed, pending=[])
@@ -225,16 +261,17 @@ class HudiWriter:
             table_schema, previous_avro = self._current_schema(state)
             prepared = _prepare_batch(batch, config, table_schema, operation)
             if not exists:  # the first batch's schema becomes hoodie.table.create.schema, as Spark writes it
+                undo.created_table = True
                 self._create_locked(prepared.schema if operation == "UPSERT" else None)
             if prepared.table.num_rows == 0:
                 return CommitResult(instant=None, operation=operation, rolled_back=rolled_back)
 
-            instant = next_instant(state)
+            instant = undo.instant = next_instant(state)
             hoodie = self.base_path / HOODIE_DIR
             _write_file(hoodie / f"{instant}.commit.requested", b"", self.durable)
             fault_points.reached("after_requested")
 
-            plans = self._plan(prepared, config, operation)
+            plans = self._plan(prepared, config, operation, commits)
             _write_file(hoodie / f"{instant}.inflight", _inflight_json(plans, operation), self.durable)
             fault_points.reached("after_inflight")
 
@@ -244,7 +281,8 @@ class HudiWriter:
             # another writer may have upgraded the table or added a metadata table meanwhile: refuse to publish
             check_writable(self.base_path, read_properties(self.base_path))
             fault_points.reached("before_commit")
-            write_atomically(hoodie / f"{instant}.commit", commit, self.durable)
+            with _naming(hoodie / f"{instant}.commit"):
+                write_atomically(hoodie / f"{instant}.commit", commit, self.durable)
             fault_points.reached("after_commit")
 
         return CommitResult(
@@ -259,6 +297,61 @@ class HudiWriter:
             duplicates_dropped=prepared.duplicates_dropped,
         )
 
+    def _refuse_lost_commits(self, state: TimelineState) -> None:
+        """A commit recorded elsewhere as completed but not completed on the timeline lost its ``.commit`` file:
+        rolling back its remains would delete the data of a commit the registry lists, so the write is refused."""
+        if self.recorded_commits is None:
+            return
+        lost = integrity.lost_commits(self.recorded_commits(), state.completed, state.pending)
+        if lost:
+            raise integrity.lost_commit_error(self.base_path, lost, state.pending, "The write")
+
+    @contextmanager
+    def _undo_on_failure(self) -> Iterator[_Undo]:
+        """Yields what the write has started (its instant, a table it created); if the write then fails, removes
+        what it wrote unless its commit was published, and raises an OSError as a WriteFailedError naming the table
+        and file."""
+        undo = _Undo()
+        try:
+            yield undo
+        except BaseException as error:
+            if undo.instant is None and not undo.created_table:
+                raise
+            failure = self._abandon(undo.instant, undo.created_table, error)
+            if failure is error:
+                raise
+            raise failure from error
+
+    def _abandon(self, instant: str | None, created_table: bool, error: BaseException) -> BaseException:
+        """Removes the failed write's files; returns the error to raise."""
+        hoodie = self.base_path / HOODIE_DIR
+        published = instant is not None and (hoodie / f"{instant}.commit").exists()
+        cleaned = True
+        if not published:
+            try:
+                if instant is not None:
+                    rollback_pending(self.base_path, TimelineState(completed=[], pending=[instant]))
+                if created_table:
+                    _remove_new_table(self.base_path)
+            except OSError:  # e.g. an I/O error: the next writer rolls the instant back
+                log.exception("table %s: removing the files of failed commit %s failed", self.base_path, instant)
+                cleaned = False
+        if not isinstance(error, OSError) or isinstance(error, FeatureStoreError):
+            return error
+        file = error.filename
+        shown = os.path.relpath(file, self.base_path) if isinstance(file, str) else "a file"
+        if published:
+            outcome = f"commit {instant} was published before the error, its data is kept"
+        elif cleaned and created_table:
+            outcome = (f"the files of commit {instant} were removed; " if instant else "") + "no table was created"
+        elif cleaned:
+            outcome = f"the files of commit {instant} were removed; the table is as of its last commit"
+        else:
+            outcome = f"commit {instant} stays pending and is rolled back by the next write"
+        return WriteFailedError(
+            error.errno, f"table {self.base_path}: {error.strerror or error} while writing {shown}; {outcome}"
+        )
+
     def _current_schema(self, state: TimelineState) -> tuple[pa.Schema | None, str | None]:
         """The data schema and Avro schema of the latest commit, or (None, None) for a table without commits."""
         if state.latest is None:
@@ -269,8 +362,10 @@ class HudiWriter:
         avro = read_commit_metadata(self.base_path, state.latest).get("extraMetadata", {}).get("schema")
         return table.get_schema(), avro
 
-    def _plan(self, prepared: _PreparedBatch, config: HudiTableConfig, operation: str) -> list[_FileGroupPlan]:
-        slices = _latest_file_slices(self.base_path)
+    def _plan(
+        self, prepared: _PreparedBatch, config: HudiTableConfig, operation: str, commits: list[integrity.CommitFiles]
+    ) -> list[_FileGroupPlan]:
+        slices = _latest_file_slices(self.base_path, commits)
         plans: list[_FileGroupPlan] = []
         if prepared.has_partitions:
             targets = prepared.split_by_partition()
@@ -346,7 +441,8 @@ class HudiWriter:
             folder.mkdir(parents=True, exist_ok=True)
             meta = folder / PARTITION_METADATA
             if not meta.exists():
-                write_atomically(meta, _partition_metadata(instant, partition_depth), self.durable)
+                with _naming(meta):
+                    write_atomically(meta, _partition_metadata(instant, partition_depth), self.durable)
         fault_points.reached("after_partition_metadata")
 
         def write_one(task: int, plan: _FileGroupPlan) -> FileWrite:
@@ -561,6 +657,7 @@ def _refuse_empty_key(name: str, empty: pa.ChunkedArray) -> None:
 
 
 _UNSAFE_FOLDER_NAMES = (".", "..", HOODIE_DIR)
+_MAX_FOLDER_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
 
 def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArray:
@@ -581,7 +678,16 @@ def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArra
                     f"partition column {name!r} value {unsafe[0]!r} cannot be a folder name of this table "
                     "(without hive-style partitioning the value is the folder name)"
                 )
-        prefix = ("/" if i else "") + (f"{name}=" if config.hive_style else "")
+        folder_prefix = f"{name}=" if config.hive_style else ""
+        room = _MAX_FOLDER_NAME_BYTES - len(folder_prefix.encode())
+        too_long = pc.greater(pc.binary_length(values), room)
+        if pc.any(too_long).as_py():  # the OS would refuse the folder ("File name too long") mid-write
+            example = values.filter(too_long)[0].as_py()
+            raise InvalidDataError(
+                f"partition column {name!r} value {example[:40]!r}... is {len(example.encode())} bytes; it names a "
+                f"folder ({folder_prefix}<value>), and folder names are limited to {_MAX_FOLDER_NAME_BYTES} bytes"
+            )
+        prefix = ("/" if i else "") + folder_prefix
         parts += [prefix, values] if prefix else [values]
     if len(parts) == 1:
         return parts[0]
@@ -622,14 +728,57 @@ def _distinct_integers(column: pa.ChunkedArray) -> bool:
 # --- existing file groups -----------------------------------------------------------------------------------
 
 
-def _latest_file_slices(base_path: Path) -> dict[str, list[tuple[str, str, str]]]:
-    """partition path -> [(file id, base file relative path, its commit)] as hudi-rs sees the latest snapshot."""
+def _latest_file_slices(base_path: Path, commits: list[integrity.CommitFiles]) -> dict[str, list[tuple[str, str, str]]]:
+    """partition path -> [(file id, base file relative path, its commit)] as hudi-rs sees the latest snapshot.
+
+    hudi-rs lists slices from the file system: a live base file that went missing makes it offer an older file of
+    that file group (or none), and merging into that would drop the commit that wrote the lost file. The slices
+    must be the live files the commits name, else DamagedTableError names the missing file.
+    """
     from hudi import HudiTable
 
     out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for s in HudiTable(str(base_path)).get_file_slices():
+    slices = HudiTable(str(base_path)).get_file_slices()
+    planned = [(s.partition_path, s.file_id, s.base_file_relative_path()) for s in slices]
+    integrity.check_planned(base_path, commits, planned)
+    for s in slices:
         out[s.partition_path].append((s.file_id, s.base_file_relative_path(), s.creation_instant_time))
     return out
+
+
+def _config_of(base_path: Path) -> HudiTableConfig:
+    """The table's config from its (checked) properties; a file that parses but cannot describe a writable table
+    is damaged, and the error names it."""
+    props = integrity.checked_properties(base_path)
+    try:
+        return HudiTableConfig.from_properties(props)
+    except InvalidDataError as error:
+        raise DamagedTableError(f"table {base_path}: {HOODIE_DIR}/{PROPERTIES_FILE}: {error}") from error
+
+
+def _remove_new_table(base_path: Path) -> None:
+    """Undoes the creation of a table by a write that failed: its properties and empty folders go, leaving what a
+    refused first batch leaves (the ``.hoodie`` folder and the lock file)."""
+    hoodie = base_path / HOODIE_DIR
+    for name in os.listdir(hoodie):
+        if name == PROPERTIES_FILE or name.startswith(f".{PROPERTIES_FILE}.tmp-"):
+            os.remove(hoodie / name)
+    for sub in ("archived", ".temp", ".aux"):
+        try:
+            (hoodie / sub).rmdir()
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Puts the file's name on an OSError that has none (write() and fsync() failures name no file)."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def _read_slice_keys(base_path: Path, slices: list[tuple[str, str, str]]):
@@ -710,7 +859,7 @@ _PLAIN_ENCODED = frozenset({"_hoodie_commit_seqno", "_hoodie_record_key"})
 
 def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
     dictionary = [name for name in table.column_names if name not in _PLAIN_ENCODED]
-    with open(path, "wb") as handle:
+    with _naming(path), open(path, "wb") as handle:
         pq.write_table(
             table,
             handle,
@@ -726,7 +875,7 @@ def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
 
 
 def _write_file(path: Path, data: bytes, durable: bool) -> None:
-    with open(path, "wb") as handle:
+    with _naming(path), open(path, "wb") as handle:
         handle.write(data)
         if durable:
             handle.flush()

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, selectinload
@@ -49,7 +49,7 @@ from fs_dagster.core.registry.models import (
 )
 from fs_dagster.core.registry.search import SearchHit, feature_search_text, group_search_text
 from fs_dagster.core.registry.search import search as _search
-from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_version
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,8 @@ class Registry:
     ) -> FeatureGroupRow:
         """The group row, the latest version if ``version`` is None; NotFoundError listing what exists."""
         _check_project(project)
+        if version is not None:
+            check_version("feature group", name, version)
         stmt = select(FeatureGroupRow).where(FeatureGroupRow.project == project, FeatureGroupRow.name == name)
         if version is None:
             stmt = stmt.order_by(FeatureGroupRow.version.desc()).limit(1)
@@ -613,6 +615,20 @@ class Registry:
 
         return self._read(f"reading the commits of {name!r} version {version}", work)
 
+    def forget_commit(self, project: str, name: str, version: int, instant: str) -> bool:
+        """Removes a recorded commit and its statistics (for a commit whose Hudi ``.commit`` file was lost and
+        which the user gives up); returns whether it was recorded."""
+
+        def work(session: Session) -> bool:
+            group = self._find(session, project, name, version)
+            gone = session.execute(delete(CommitRow).where(CommitRow.fg_id == group.id, CommitRow.instant == instant))
+            session.execute(
+                delete(StatisticsRow).where(StatisticsRow.fg_id == group.id, StatisticsRow.instant == instant)
+            )
+            return bool(gone.rowcount)
+
+        return self._write(f"forgetting commit {instant} of {name!r} version {version}", work)
+
     # ------------------------------------------------------------------ statistics
 
     def record_statistics(
@@ -675,6 +691,7 @@ class Registry:
             InvalidDataError: the version exists with another spec (create a new version instead).
         """
         _check_project(project)
+        check_version("feature view", name, version)
 
         def work(session: Session) -> dict[str, Any]:
             row = session.scalars(
@@ -698,6 +715,8 @@ class Registry:
     def get_feature_view(self, project: str, name: str, version: int | None = None) -> dict[str, Any]:
         """The stored spec (latest version when ``version`` is None); NotFoundError listing what exists."""
         _check_project(project)
+        if version is not None:
+            check_version("feature view", name, version)
 
         def work(session: Session) -> dict[str, Any]:
             stmt = select(FeatureViewRow).where(FeatureViewRow.project == project, FeatureViewRow.name == name)
@@ -733,6 +752,7 @@ class Registry:
         """Stores a new training dataset version of the view (the next number, assigned in the same transaction
         so concurrent creators get distinct versions); returns it. ``spec["content_hash"]`` is required."""
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
 
         def work(session: Session) -> int:
             latest = session.scalars(
@@ -754,6 +774,9 @@ class Registry:
                              version: int | None = None) -> dict[str, Any]:
         """The stored spec (latest version when ``version`` is None); NotFoundError listing the versions."""
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
+        if version is not None:
+            check_version("training dataset of feature view", feature_view, version)
 
         def work(session: Session) -> dict[str, Any]:
             where = (TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
@@ -776,6 +799,7 @@ class Registry:
 
     def list_training_datasets(self, project: str, feature_view: str, feature_view_version: int) -> list[dict[str, Any]]:
         _check_project(project)
+        check_version("feature view", feature_view, feature_view_version)
         stmt = (
             select(TrainingDatasetRow)
             .where(TrainingDatasetRow.project == project, TrainingDatasetRow.feature_view == feature_view,
