@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, DagsterInvariantViolationError, InputContext, OutputContext
 from pydantic import Field
 
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.feature_group import TimeWindow
 from fs_dagster.errors import as_failure
-from fs_dagster.materialization import FeatureGroupCommit, commit_feature_group, partition_window
+from fs_dagster.materialization import FeatureGroupCommit, commit_feature_group, partition_window, partition_windows
 from fs_dagster.resource import FeatureStoreResource
 from fs_dagster.translator import spec_from_metadata
 
@@ -51,15 +51,17 @@ class FeatureGroupIOManager(ConfigurableIOManager):
                     "use feature_group_asset or FeatureGroupTranslator().get_asset_spec(...).metadata"
                 )
             )
-        window = None
+        window, partitions = None, {}
         if context.has_asset_partitions:
             try:
                 tw = context.asset_partitions_time_window
                 window = TimeWindow(tw.start, tw.end)
             except Exception:  # not time-partitioned: no window to enforce
                 window = None
-        commit, metadata = commit_feature_group(self.feature_store.get_store(), spec, obj, window)
-        context.add_output_metadata(metadata)
+            partitions = partition_windows(context.asset_partitions_def, context.asset_partition_keys)
+        _, metadata = commit_feature_group(self.feature_store.get_store(), spec, obj, window, partitions)
+        context.add_output_metadata(metadata.table)
+        _add_partition_metadata(context, metadata.partitions)
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
@@ -84,6 +86,29 @@ class FeatureGroupIOManager(ConfigurableIOManager):
             return fg.read()
         except FeatureStoreError as error:
             raise as_failure(error, feature_group=spec.key) from error
+
+
+def _add_partition_metadata(context: OutputContext, partitions: dict[str, dict[str, Any]]) -> None:
+    """Gives each partition's materialization its own figures.
+
+    ``add_output_metadata`` reaches every partition of the output alike, and ``log_event(AssetMaterialization(
+    partition=...))`` would record a second materialization per partition beside Dagster's own. So the figures go
+    where ``AssetExecutionContext.add_asset_metadata(partition_key=...)`` puts them: the step's partition-scoped
+    asset metadata, which Dagster merges over the output's when it records each partition's materialization.
+    """
+    if not partitions:
+        return
+    try:
+        step = context.step_context
+    except DagsterInvariantViolationError:  # an OutputContext built outside a run (build_output_context)
+        step = None
+    if step is None:
+        if len(partitions) == 1:
+            [only] = partitions.values()
+            context.add_output_metadata(only)
+        return
+    for key, partition_md in partitions.items():
+        step.add_asset_metadata(partition_md, asset_key=context.asset_key, partition_key=key)
 
 
 __all__ = ["FeatureGroupIOManager", "partition_window", "AS_OF_METADATA_KEY"]

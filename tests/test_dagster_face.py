@@ -11,12 +11,17 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetCheckSeverity,
+    BackfillPolicy,
     DailyPartitionsDefinition,
+    Definitions,
+    MonthlyPartitionsDefinition,
     asset,
     build_sensor_context,
     instance_for_test,
     materialize,
 )
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 from pandera.typing import Series
 
 from fs_dagster import (
@@ -183,6 +188,137 @@ def test_partition_runs_backfills_and_idempotent_reruns(resources) -> None:
         assert ranged.success
     assert fg_of().count() == 15
     assert sorted(fg_of().read()["value"].unique()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+MONTHLY_SPEC = FeatureGroupSpec("monthly_readings", primary_key=("sensor", "ts"), event_time="ts",
+                                partition_key=("sensor",))
+MONTHLY = MonthlyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+RANGE = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-03-01"}
+
+
+def _month(month: int, values: list[float]) -> pd.DataFrame:
+    return _frame(values, start=datetime(2024, month, 3, tzinfo=timezone.utc))
+
+
+def _monthly_asset(frames: dict[int, pd.DataFrame]):
+    """The rows of ``frames`` (month -> rows) whose month falls in the run's window (one partition or a range)."""
+
+    @feature_group_asset(MONTHLY_SPEC, partitions_def=MONTHLY)
+    def monthly_readings(context) -> pd.DataFrame:
+        window = context.partition_time_window
+        return pd.concat([frames[m] for m in sorted(frames)
+                          if window.start <= datetime(2024, m, 1, tzinfo=timezone.utc) < window.end]
+                         + [_frame([1.0]).iloc[:0]])
+
+    return monthly_readings
+
+
+def _events_by_partition(result) -> dict[str, object]:
+    return {e.partition: e.materialization for e in result.get_asset_materialization_events()}
+
+
+def _statistics_count(markdown: str, column: str) -> int:
+    """The ``count`` cell of ``column``'s row in a statistics table (``| name | type | count | ...``)."""
+    header, _, *rows = markdown.splitlines()
+    names = [c.strip() for c in header.strip("|").split("|")]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if cells[0] == column:
+            return int(cells[names.index("count")])
+    raise AssertionError(f"no row {column!r} in {markdown}")
+
+
+def test_single_run_backfill_gives_each_partition_its_own_figures(resources) -> None:
+    sizes = {1: 5, 2: 2, 3: 9}  # months of different sizes, the second nearly empty
+    frames = {m: _month(m, [float(m * 10 + i) for i in range(n)]) for m, n in sizes.items()}
+    with instance_for_test() as instance:
+        result = materialize([_monthly_asset(frames)], resources=resources, instance=instance, tags=RANGE)
+        events = _events_by_partition(result)
+        assert sorted(events) == ["2024-01-01", "2024-02-01", "2024-03-01"]
+        fg = _store(resources).get_feature_group("monthly_readings")
+        instant = fg.latest_commit()
+        for month, n in sizes.items():
+            md = events[f"2024-{month:02d}-01"].metadata
+            assert md["dagster/row_count"].value == md["fs_dagster/batch_rows"].value == n, month
+            assert (md["fs_dagster/rows_inserted"].value, md["fs_dagster/rows_updated"].value) == (n, 0), month
+            assert _statistics_count(md["fs_dagster/statistics"].value, "value") == n, month
+            assert md["fs_dagster/partition_window"].value.startswith(f"[2024-{month:02d}-01T00:00:00+00:00, ")
+            assert md["fs_dagster/preview"].value.count("\n| s") == n  # the partition's own rows
+            # the commit and the table are the same for all: under their own names
+            assert md["fs_dagster/commit"].value == instant and md["fs_dagster/table_row_count"].value == 16
+            assert md["fs_dagster/commit_rows_inserted"].value == 16
+        assert {e.tags["dagster/data_version"] for e in events.values()} == {f"{instant}/16"}
+
+        # the backfill again, with one row more in February: January and March are rewritten, February grows
+        frames[2] = _month(2, [20.0, 21.0, 22.0])
+        again = _events_by_partition(
+            materialize([_monthly_asset(frames)], resources=resources, instance=instance, tags=RANGE))
+        figures = {k: (md.metadata["fs_dagster/rows_inserted"].value, md.metadata["fs_dagster/rows_updated"].value,
+                       md.metadata["dagster/row_count"].value) for k, md in again.items()}
+        assert figures == {"2024-01-01": (0, 5, 5), "2024-02-01": (1, 2, 3), "2024-03-01": (0, 9, 9)}
+        md = again["2024-02-01"].metadata
+        assert (md["fs_dagster/commit_rows_inserted"].value, md["fs_dagster/commit_rows_updated"].value) == (1, 16)
+
+        # a single partition run describes its partition the same way
+        [event] = materialize([_monthly_asset(frames)], resources=resources, instance=instance,
+                              partition_key="2024-03-01").get_asset_materialization_events()
+        md = event.materialization.metadata
+        assert (md["dagster/row_count"].value, md["fs_dagster/rows_updated"].value) == (9, 9)
+        assert md["fs_dagster/table_row_count"].value == 17
+        assert event.materialization.tags["dagster/data_version"] == f"{fg.latest_commit()}/9"
+
+
+def test_io_manager_gives_each_partition_its_own_figures(resources) -> None:
+    metadata = FeatureGroupTranslator().get_asset_spec(MONTHLY_SPEC).metadata
+    sizes = {1: 3, 2: 1, 3: 4}
+
+    @asset(name="monthly_readings", io_manager_key="fs_io_manager", metadata=metadata, partitions_def=MONTHLY,
+           backfill_policy=BackfillPolicy.single_run())
+    def plain(context) -> pd.DataFrame:
+        window = context.partition_time_window
+        return pd.concat([_month(m, [1.0] * n) for m, n in sizes.items()
+                          if window.start <= datetime(2024, m, 1, tzinfo=timezone.utc) < window.end])
+
+    events = _events_by_partition(materialize([plain], resources=resources, tags=RANGE))
+    assert {k: md.metadata["dagster/row_count"].value for k, md in events.items()} == {
+        "2024-01-01": 3, "2024-02-01": 1, "2024-03-01": 4}
+    assert {md.metadata["fs_dagster/rows_inserted"].value for md in events.values()} == {3, 1, 4}
+    assert {md.metadata["fs_dagster/table_row_count"].value for md in events.values()} == {8}
+
+
+def test_partition_keeps_its_data_version_while_other_partitions_commit(resources) -> None:
+    frames = {1: _month(1, [1.0, 2.0]), 2: _month(2, [3.0])}
+    monthly = _monthly_asset(frames)
+
+    @asset(partitions_def=MONTHLY, deps=[monthly])
+    def monthly_report() -> None: ...
+
+    defs = Definitions(assets=[monthly, monthly_report], resources=resources)
+    with instance_for_test() as instance:
+        assert materialize([monthly, monthly_report], resources=resources, instance=instance,
+                           partition_key="2024-01-01").success
+        fg = _store(resources).get_feature_group("monthly_readings")
+        january = _latest_version(instance, "2024-01-01")
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-02-01").success
+
+        # January again with nothing new: no commit, and January's data version stays what it was
+        frames.pop(1)
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-01-01").success
+        assert _latest_version(instance, "2024-01-01") == january
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        assert resolver.get_status(AssetKey("monthly_report"), "2024-01-01") == StaleStatus.FRESH
+
+        # a commit that does change January (a row deleted outside Dagster) shows: the report becomes stale
+        fg.delete(_month(1, [1.0])[["sensor", "ts"]])
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-01-01").success
+        assert _latest_version(instance, "2024-01-01") == january.replace("/2", "/1")
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        assert resolver.get_status(AssetKey("monthly_report"), "2024-01-01") == StaleStatus.STALE
+
+
+def _latest_version(instance, partition: str) -> str:
+    record = instance.get_latest_data_version_record(AssetKey("monthly_readings"), False, partition)
+    return record.asset_materialization.tags["dagster/data_version"]
 
 
 def test_partition_run_refuses_rows_outside_its_window(resources) -> None:
