@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManager, DagsterInvariantViolationError, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    DagsterInvariantViolationError,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TimestampMetadataValue,
+)
 from pydantic import Field
 
-from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.feature_group import TimeWindow
 from fs_dagster.errors import as_failure
 from fs_dagster.materialization import FeatureGroupCommit, commit_feature_group, partition_window, partition_windows
@@ -16,6 +25,7 @@ from fs_dagster.resource import FeatureStoreResource
 from fs_dagster.translator import spec_from_metadata
 
 AS_OF_METADATA_KEY = "fs_dagster/as_of"
+_INSTANT = re.compile(r"\d{17}")
 
 
 class FeatureGroupIOManager(ConfigurableIOManager):
@@ -72,10 +82,15 @@ class FeatureGroupIOManager(ConfigurableIOManager):
             )
         store = self.feature_store.get_store()
         fg = store.get_feature_group(spec.name, spec.version)
-        as_of = (context.definition_metadata or {}).get(AS_OF_METADATA_KEY)
+        metadata = context.definition_metadata or {}
         try:
-            if as_of:
-                return fg.read(as_of=str(as_of))
+            if metadata.get(AS_OF_METADATA_KEY) is not None:
+                as_of = as_of_from_metadata(metadata[AS_OF_METADATA_KEY], f"input {context.name!r}")
+                if isinstance(metadata[AS_OF_METADATA_KEY], datetime):
+                    # Dagster records the input's metadata after loading and cannot store a bare datetime:
+                    # metadata logged here replaces it (as text) in that record
+                    context.add_input_metadata({AS_OF_METADATA_KEY: as_of.isoformat()})
+                return fg.read(as_of=as_of)
             if context.has_asset_partitions and spec.event_time:
                 try:
                     tw = context.asset_partitions_time_window
@@ -86,6 +101,40 @@ class FeatureGroupIOManager(ConfigurableIOManager):
             return fg.read()
         except FeatureStoreError as error:
             raise as_failure(error, feature_group=spec.key) from error
+
+
+def as_of_from_metadata(value: Any, where: str) -> str | datetime:
+    """The point in time an ``fs_dagster/as_of`` input pins, as a commit instant or an aware datetime.
+
+    Accepted: a 17-digit commit instant (text or int), an ISO 8601 time as text (with or without offset; without
+    means UTC), a datetime (naive means UTC; pandas ``Timestamp`` too), and the same wrapped in a ``MetadataValue``
+    (``MetadataValue.text``, ``.int``, ``.timestamp``).
+
+    Raises:
+        InvalidDataError: anything else, naming ``where``, the value given and what is accepted.
+    """
+    raw = value.value if isinstance(value, MetadataValue) else value
+    if isinstance(value, TimestampMetadataValue):
+        return datetime.fromtimestamp(value.value, timezone.utc)
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
+    if isinstance(raw, int) and not isinstance(raw, bool) and _INSTANT.fullmatch(str(raw)):
+        return str(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if _INSTANT.fullmatch(text):
+            return text
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    raise InvalidDataError(
+        f"{where}: {AS_OF_METADATA_KEY} = {value!r} ({type(value).__name__}) is not a point in time; accepted: a "
+        "17-digit commit instant ('20240101120000123'), an ISO 8601 time ('2024-01-01T12:00:00+00:00'; "
+        "without an offset it is UTC) or a datetime (naive: UTC)"
+    )
 
 
 def _add_partition_metadata(context: OutputContext, partitions: dict[str, dict[str, Any]]) -> None:

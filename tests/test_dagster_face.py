@@ -154,6 +154,65 @@ def test_pinned_commit_input_reads_time_travel(resources) -> None:
     assert result.output_for_node("pinned") == [1.0]
 
 
+def _pinned_assets(forms: dict[str, object]) -> list:
+    """One asset per ``fs_dagster/as_of`` form, each returning the values of the commit it read."""
+
+    def build(name: str, as_of: object):
+        @asset(name=name, ins={"sensor_readings": AssetIn(metadata={"fs_dagster/as_of": as_of})})
+        def _pinned(sensor_readings: pd.DataFrame) -> list[float]:
+            return sorted(sensor_readings["value"])
+
+        return _pinned
+
+    return [build(name, as_of) for name, as_of in forms.items()]
+
+
+def test_pinned_input_accepts_instants_iso_times_and_datetimes(resources) -> None:
+    from dagster import MetadataValue
+
+    from fs_dagster.core.offline.hudi_timeline import instant_to_datetime
+
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    first = _store(resources).get_feature_group("sensor_readings").latest_commit()
+    materialize([_readings_asset(_frame([10.0, 20.0]))], resources=resources)
+    moment = instant_to_datetime(first)  # the first commit's time: as of then, the table held [1.0]
+    forms = {
+        "instant": first,
+        "instant_int": int(first),
+        "instant_text_value": MetadataValue.text(first),
+        "iso_utc": moment.isoformat(),
+        "iso_z": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "iso_naive_is_utc": moment.replace(tzinfo=None).isoformat(),
+        "iso_other_offset": moment.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+        "datetime_aware": moment,
+        "datetime_naive_is_utc": moment.replace(tzinfo=None),
+        "pandas_timestamp": pd.Timestamp(moment),
+        "timestamp_value": MetadataValue.timestamp(moment),
+    }
+    pinned = _pinned_assets(forms)
+    result = materialize([_readings_asset(_frame([10.0, 20.0])), *pinned], resources=resources,
+                         selection=[AssetKey(name) for name in forms])
+    assert {name: result.output_for_node(name) for name in forms} == {name: [1.0] for name in forms}
+    assert materialize([_readings_asset(_frame([])), *_pinned_assets({"later": moment + timedelta(days=1)})],
+                       resources=resources, selection=[AssetKey("later")]).output_for_node("later") == [10.0, 20.0]
+
+
+def test_pinned_input_refuses_what_is_not_a_point_in_time(resources) -> None:
+    from datetime import date
+
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    refused = {"a_float": 1.5, "a_word": "yesterday", "a_date": date(2024, 1, 1), "a_bool": True,
+               "short_digits": "2024010112"}
+    result = materialize([_readings_asset(_frame([1.0])), *_pinned_assets(refused)], resources=resources,
+                         selection=[AssetKey(name) for name in refused], raise_on_error=False)
+    failures = {e.step_key: e.step_failure_data.error.message for e in result.all_events if e.is_step_failure}
+    assert set(failures) == set(refused)
+    for name, value in refused.items():
+        message = failures[name]
+        assert f"input 'sensor_readings': fs_dagster/as_of = {value!r} ({type(value).__name__})" in message, message
+        assert "is not a point in time; accepted: a 17-digit commit instant" in message and "ISO 8601" in message
+
+
 def _daily_asset(frames: dict[str, pd.DataFrame]):
     @feature_group_asset(DAILY_SPEC, partitions_def=DAILY)
     def daily_readings(context) -> pd.DataFrame:
