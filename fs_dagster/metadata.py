@@ -41,6 +41,16 @@ def column_schema(spec: FeatureGroupSpec, schema: pa.Schema) -> TableSchema:
     return TableSchema(columns=columns)
 
 
+def arrow_table_schema(schema: pa.Schema) -> TableSchema:
+    """``dagster/column_schema`` of an Arrow schema (names, Arrow types, nullability)."""
+    return TableSchema(
+        columns=[
+            TableColumn(name=f.name, type=str(f.type), constraints=TableColumnConstraints(nullable=f.nullable))
+            for f in schema
+        ]
+    )
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A small Markdown table (the UI renders it); values are shortened to keep it readable."""
     if not rows:
