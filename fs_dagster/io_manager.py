@@ -87,9 +87,7 @@ class FeatureGroupIOManager(ConfigurableIOManager):
             if metadata.get(AS_OF_METADATA_KEY) is not None:
                 as_of = as_of_from_metadata(metadata[AS_OF_METADATA_KEY], f"input {context.name!r}")
                 if isinstance(metadata[AS_OF_METADATA_KEY], datetime):
-                    # Dagster records the input's metadata after loading and cannot store a bare datetime:
-                    # metadata logged here replaces it (as text) in that record
-                    context.add_input_metadata({AS_OF_METADATA_KEY: as_of.isoformat()})
+                    _record_as_text(context, as_of)
                 return fg.read(as_of=as_of)
             if context.has_asset_partitions and spec.event_time:
                 try:
@@ -135,6 +133,19 @@ def as_of_from_metadata(value: Any, where: str) -> str | datetime:
         "17-digit commit instant ('20240101120000123'), an ISO 8601 time ('2024-01-01T12:00:00+00:00'; "
         "without an offset it is UTC) or a datetime (naive: UTC)"
     )
+
+
+def _record_as_text(context: InputContext, as_of: datetime) -> None:
+    """Dagster records an input's metadata after loading it and cannot store a bare datetime; metadata logged
+    here replaces it (as ISO text) in that record. Logging also observes the input's partition, which Dagster
+    cannot do for an input spanning several partitions: there the datetime must come as text already."""
+    if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+        raise InvalidDataError(
+            f"input {context.name!r}: {AS_OF_METADATA_KEY} is the datetime {as_of.isoformat()}, which Dagster cannot "
+            f"record for an input of {len(context.asset_partition_keys)} partitions; give it as ISO text "
+            f"({as_of.isoformat()!r}) or MetadataValue.timestamp(...)"
+        )
+    context.add_input_metadata({AS_OF_METADATA_KEY: as_of.isoformat()})
 
 
 def _add_partition_metadata(context: OutputContext, partitions: dict[str, dict[str, Any]]) -> None:

@@ -375,6 +375,32 @@ def test_partition_keeps_its_data_version_while_other_partitions_commit(resource
         assert resolver.get_status(AssetKey("monthly_report"), "2024-01-01") == StaleStatus.STALE
 
 
+def test_pinned_input_of_several_partitions_takes_a_datetime_as_text(resources) -> None:
+    frames = {1: _month(1, [1.0]), 2: _month(2, [2.0, 3.0])}
+    monthly = _monthly_asset(frames)
+    later, seen = datetime(2030, 1, 1, tzinfo=timezone.utc), {}
+
+    def pinned(as_of):
+        @asset(name="pinned_months", partitions_def=MONTHLY, backfill_policy=BackfillPolicy.single_run(),
+               ins={"monthly_readings": AssetIn(metadata={"fs_dagster/as_of": as_of})})
+        def _pinned(monthly_readings: pd.DataFrame) -> None:
+            seen["rows"] = len(monthly_readings)
+
+        return _pinned
+
+    with instance_for_test() as instance:
+        assert materialize([monthly], resources=resources, instance=instance, tags=RANGE).success
+        result = materialize([monthly, pinned(later)], resources=resources, instance=instance, tags=RANGE,
+                             selection=[AssetKey("pinned_months")], raise_on_error=False)
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert ("fs_dagster/as_of is the datetime 2030-01-01T00:00:00+00:00, which Dagster cannot record for an input "
+                "of 3 partitions; give it as ISO text ('2030-01-01T00:00:00+00:00')") in (
+                    failure.step_failure_data.error.message)
+        assert materialize([monthly, pinned(later.isoformat())], resources=resources, instance=instance, tags=RANGE,
+                           selection=[AssetKey("pinned_months")]).success
+        assert seen["rows"] == 3
+
+
 def _latest_version(instance, partition: str) -> str:
     record = instance.get_latest_data_version_record(AssetKey("monthly_readings"), False, partition)
     return record.asset_materialization.tags["dagster/data_version"]
