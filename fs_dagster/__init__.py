@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "build_external_commit_sensor": "fs_dagster.sensors",
     "build_landing_sensor": "fs_dagster.sensors",
     "LandingTrigger": "fs_dagster.sensors",
+    "build_source_observation_sensor": "fs_dagster.source_observations",
+    "SourceVersion": "fs_dagster.source_observations",
     "build_training_dataset_asset": "fs_dagster.training_dataset_asset",
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
@@ -96,4 +98,8 @@ if TYPE_CHECKING:  # static analysers see the eager names
     from fs_dagster.materialization import FeatureGroupCommit as FeatureGroupCommit
     from fs_dagster.resource import FeatureStoreResource as FeatureStoreResource
     from fs_dagster.sensors import build_external_commit_sensor as build_external_commit_sensor
+    from fs_dagster.source_observations import (
+        SourceVersion as SourceVersion,
+        build_source_observation_sensor as build_source_observation_sensor,
+    )
     from fs_dagster.translator import FeatureGroupTranslator as FeatureGroupTranslator

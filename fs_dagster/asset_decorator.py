@@ -1,7 +1,11 @@
 """``@feature_group_asset``: a function returning a DataFrame becomes a feature-group asset.
 
 The asset validates the frame (pandera, as a blocking check), upserts it into the Hudi table, and reports the
-commit instant as its data version, so Dagster marks downstream training data stale after every new commit.
+commit as its data version, so Dagster marks downstream training data stale after every new commit. A
+time-partitioned run (one partition or a single-run backfill's range) gives each partition's materialization its
+own figures (rows, inserts, updates, statistics of its event-time window), and its data version is the content
+version of the run's window (``<newest commit among its rows>/<rows>``): a commit that leaves a partition's rows
+alone leaves its version, and so everything downstream of it, unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dagster import (
 
 from fs_dagster.checks import validate_with_pandera
 from fs_dagster.core.specs import FeatureGroupSpec
-from fs_dagster.materialization import commit_feature_group, partition_window
+from fs_dagster.materialization import commit_feature_group, partition_window, partition_windows
 from fs_dagster.translator import FeatureGroupTranslator
 
 DEFAULT_RESOURCE_KEY = "feature_store"
@@ -122,8 +126,12 @@ def feature_group_asset(
                     )
                 data = validation.data
             store = getattr(context.resources, resource_key).get_store()
-            commit, metadata = commit_feature_group(store, spec, data, partition_window(context))
-            yield Output(commit, data_version=DataVersion(commit.data_version or "empty"), metadata=metadata)
+            partitions = partition_windows(context.assets_def.partitions_def, _partition_keys(context))
+            commit, metadata = commit_feature_group(store, spec, data, partition_window(context), partitions)
+            for key, partition_md in metadata.partitions.items():  # each partition's event gets its own figures
+                context.add_asset_metadata(partition_md, partition_key=key)
+            # one data version for every partition of the run: Dagster 1.13 takes one per output
+            yield Output(commit, data_version=DataVersion(commit.data_version or "empty"), metadata=metadata.table)
             if validation is not None:
                 yield validation.result
             if commit.online_error:  # materialized offline; fail the run so the online gap is seen and retried
@@ -137,3 +145,10 @@ def feature_group_asset(
         return _feature_group
 
     return decorator
+
+
+def _partition_keys(context: Any) -> list[str]:
+    """The partitions the run writes: one, a single-run backfill's range, or none (unpartitioned)."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return list(context.partition_keys)
+    return []

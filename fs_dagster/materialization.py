@@ -6,13 +6,14 @@ Shared by :func:`feature_group_asset` (which returns the commit as the asset's d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 from dagster import TimeWindowPartitionsDefinition
 
+from fs_dagster.core.commit_windows import combined_version
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.feature_group import FeatureGroup, TimeWindow
 from fs_dagster.core.monitoring.statistics import summarize
@@ -21,7 +22,7 @@ from fs_dagster.core.online.online_store import OnlineStoreUnavailable
 from fs_dagster.core.specs import FeatureGroupSpec
 from fs_dagster.core.store import FeatureStore
 from fs_dagster.errors import as_failure
-from fs_dagster.metadata import commit_metadata, preview, statistics_table
+from fs_dagster.metadata import commit_metadata, partition_metadata, preview, statistics_table
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,20 @@ class FeatureGroupCommit:
 
     feature_group: str
     version: int
-    instant: str | None  # the new commit; None when the batch was empty
-    data_version: str  # the commit instant the asset now stands at ("" for an empty table)
+    instant: str | None  # the new commit; None when nothing was committed (empty batch)
+    data_version: str  # what the asset's data version becomes (see ``commit_feature_group``); "" for an empty table
     result: CommitResult
     online_error: str | None = None  # the online store could not be updated (the offline commit stands)
+
+
+@dataclass(frozen=True)
+class CommitMetadata:
+    """The metadata of one write: ``table`` for the output (the commit, table-wide numbers), and for a
+    time-partitioned run ``partitions``: each partition's own figures, which Dagster puts on that partition's
+    materialization over the output's (``add_asset_metadata(..., partition_key=...)``)."""
+
+    table: dict[str, Any]
+    partitions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def partition_window(context: Any) -> TimeWindow | None:
@@ -48,10 +59,34 @@ def partition_window(context: Any) -> TimeWindow | None:
     return TimeWindow(start=window.start, end=window.end)
 
 
+def partition_windows(partitions_def: Any, partition_keys: Sequence[str]) -> dict[str, TimeWindow]:
+    """Each time partition's event-time window (empty for other partitions definitions)."""
+    if not isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        return {}
+    out = {}
+    for key in partition_keys:
+        window = partitions_def.time_window_for_partition_key(key)
+        out[key] = TimeWindow(start=window.start, end=window.end)
+    return out
+
+
 def commit_feature_group(
-    store: FeatureStore, spec: FeatureGroupSpec, data: Any, window: TimeWindow | None
-) -> tuple[FeatureGroupCommit, dict[str, Any]]:
+    store: FeatureStore,
+    spec: FeatureGroupSpec,
+    data: Any,
+    window: TimeWindow | None,
+    partitions: Mapping[str, TimeWindow] | None = None,
+) -> tuple[FeatureGroupCommit, CommitMetadata]:
     """Upserts ``data`` into the feature group and returns the commit with its materialization metadata.
+
+    Args:
+        window: the run's event-time window (rows outside it are refused).
+        partitions: the time partitions the run writes and their windows (a single-run backfill has many); each
+            gets its own figures, and the data version becomes the content version of their windows.
+
+    Data version: for a time-partitioned run, the content version of the run's window (``<newest commit among
+    its rows>/<rows>``, see :mod:`fs_dagster.core.commit_windows`): a commit leaving the window's rows alone leaves
+    it unchanged. Otherwise the new commit, or when nothing was committed the table's latest commit.
 
     Raises:
         FeatureStoreFailure: the store refused the data (message names the column/value); nothing was written.
@@ -70,6 +105,8 @@ def commit_feature_group(
     full = fg.spec.online_enabled and any(f in fg.definition_changes for f in ("online_enabled", "online_ttl_seconds"))
     online_error = _sync_online(fg, full) if fg.spec.online_enabled and (result.instant or (full and fg.exists())) else None
     latest = result.instant or fg.latest_commit()
+    frame = data if isinstance(data, pd.DataFrame) else data.to_pandas()
+    by_window = bool(partitions) and spec.event_time is not None
     metadata: dict[str, Any] = {}
     if fg.exists():
         metadata = commit_metadata(
@@ -80,20 +117,33 @@ def commit_feature_group(
             schema=fg.schema(),
             row_count=fg.count(),
             latest_instant=latest,
+            per_partition=by_window,
         )
-        stats = fg.statistics() if fg.spec.statistics_enabled else None
+        stats = fg.statistics() if fg.spec.statistics_enabled and not by_window else None
         if stats:
             metadata["fs_dagster/statistics"] = statistics_table(summarize(stats))
-    frame = data if isinstance(data, pd.DataFrame) else data.to_pandas()
-    metadata["fs_dagster/preview"] = preview(frame)
+    if not by_window:
+        metadata["fs_dagster/preview"] = preview(frame)
     if fg.spec.online_enabled:
         metadata.update(_online_metadata(fg, online_error))
     if fg.definition_changes:
         metadata["fs_dagster/definition_changes"] = "; ".join(
             f"{field}: {old!r} -> {new!r}" for field, (old, new) in fg.definition_changes.items()
         )
-    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, latest or "", result, online_error)
-    return commit, metadata
+    data_version = latest or ""
+    per_partition: dict[str, dict[str, Any]] = {}
+    if by_window:
+        assert partitions is not None and spec.event_time is not None
+        keys = list(partitions)
+        figures = fg.window_figures([partitions[k] for k in keys], instant=result.instant, batch=data,
+                                    statistics=fg.spec.statistics_enabled)
+        times = pd.to_datetime(frame[spec.event_time], utc=True)
+        per_partition = {
+            key: partition_metadata(f, frame, (times >= f.start) & (times < f.end)) for key, f in zip(keys, figures)
+        }
+        data_version = combined_version(figures)
+    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, data_version, result, online_error)
+    return commit, CommitMetadata(metadata, per_partition)
 
 
 def _sync_online(fg: FeatureGroup, full: bool = False) -> str | None:

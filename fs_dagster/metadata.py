@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
+from fs_dagster.core.commit_windows import WindowFigures
+from fs_dagster.core.monitoring.statistics import summarize
 from fs_dagster.core.offline.hudi_writer import CommitResult
 from fs_dagster.core.specs import FeatureGroupSpec
 
@@ -37,6 +39,16 @@ def column_schema(spec: FeatureGroupSpec, schema: pa.Schema) -> TableSchema:
             )
         )
     return TableSchema(columns=columns)
+
+
+def arrow_table_schema(schema: pa.Schema) -> TableSchema:
+    """``dagster/column_schema`` of an Arrow schema (names, Arrow types, nullability)."""
+    return TableSchema(
+        columns=[
+            TableColumn(name=f.name, type=str(f.type), constraints=TableColumnConstraints(nullable=f.nullable))
+            for f in schema
+        ]
+    )
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -78,19 +90,54 @@ def commit_metadata(
     schema: pa.Schema,
     row_count: int,
     latest_instant: str | None,
+    per_partition: bool = False,
 ) -> dict[str, Any]:
-    """Metadata recorded with every feature-group materialization."""
-    return {
+    """Metadata recorded with every feature-group materialization: the commit and the whole table.
+
+    With ``per_partition`` (a time-partitioned run) the counts of the whole commit and table are
+    ``fs_dagster/commit_rows_*`` and ``fs_dagster/table_row_count``: the unprefixed names and ``dagster/row_count``
+    belong to each partition's own figures (:func:`partition_metadata`).
+    """
+    counts = {
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "rows_deleted": result.rows_deleted,
+    }
+    prefix = "fs_dagster/commit_" if per_partition else "fs_dagster/"
+    metadata: dict[str, Any] = {
         "fs_dagster/commit": MetadataValue.text(result.instant or f"(no new commit; latest {latest_instant})"),
         "fs_dagster/operation": result.operation,
-        "fs_dagster/rows_inserted": result.rows_inserted,
-        "fs_dagster/rows_updated": result.rows_updated,
-        "fs_dagster/rows_deleted": result.rows_deleted,
+        **{prefix + name: value for name, value in counts.items()},
         "fs_dagster/duplicates_dropped": result.duplicates_dropped,
         "fs_dagster/files_written": len(result.files),
         "fs_dagster/columns_added": ", ".join(result.columns_added) or "none",
         "fs_dagster/table_path": MetadataValue.path(table_path),
         "dagster/table_name": f"{project}.{spec.table_name}",
-        "dagster/row_count": row_count,
+        "fs_dagster/table_row_count" if per_partition else "dagster/row_count": row_count,
         "dagster/column_schema": column_schema(spec, schema),
     }
+    return metadata
+
+
+def partition_metadata(figures: WindowFigures, batch: pd.DataFrame, in_window: pd.Series) -> dict[str, Any]:
+    """One time partition's own figures after a commit (see :mod:`fs_dagster.core.commit_windows`).
+
+    ``dagster/row_count`` is the rows the partition's event-time window holds after the commit (what the
+    partition is, not what this run sent: that is ``fs_dagster/batch_rows``).
+
+    Args:
+        figures: the window's figures.
+        batch: the rows the run wrote; ``in_window`` marks those of this window (for the preview).
+    """
+    metadata: dict[str, Any] = {
+        "fs_dagster/partition_window": f"[{figures.start.isoformat()}, {figures.end.isoformat()})",
+        "dagster/row_count": figures.row_count,
+        "fs_dagster/batch_rows": figures.batch_rows,
+        "fs_dagster/rows_inserted": figures.rows_inserted,
+        "fs_dagster/rows_updated": figures.rows_updated,
+        "fs_dagster/partition_version": figures.content_version,
+    }
+    if figures.statistics is not None:
+        metadata["fs_dagster/statistics"] = statistics_table(summarize(figures.statistics))
+    metadata["fs_dagster/preview"] = preview(batch.loc[in_window.to_numpy()])
+    return metadata

@@ -15,6 +15,7 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
@@ -24,7 +25,6 @@ from dagster import (
     AssetObservation,
     AssetsDefinition,
     DefaultSensorStatus,
-    MetadataValue,
     PartitionsDefinition,
     RunRequest,
     SensorDefinition,
@@ -36,6 +36,7 @@ from dagster import (
 
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.specs import FeatureGroupSpec
+from fs_dagster.source_observations import SourceVersion, describe_files, files_data_version, source_observation
 from fs_dagster.translator import FeatureGroupTranslator
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -141,8 +142,9 @@ class LandingTrigger:
         pattern: e.g. ``"flights/*.parquet"``; files must appear atomically (written elsewhere or under a name the
             pattern does not match, then renamed), since the sensor does not wait for a file to stop growing.
         assets: what to run for the file's partition: asset keys, key strings or asset definitions.
-        source: an external asset the files feed; each new file is reported as an observation of it (path, size,
-            partition), so the raw asset's page shows what arrived when.
+        source: the raw asset the files feed; new files are reported as an observation of it (in their partition
+            if the asset is partitioned) with a data version from their bytes, rows, columns and path, so the raw
+            asset's page shows what arrived when and what was built from older files shows as stale.
 
     Example:
         LandingTrigger("weather/*.parquet", [weather_hourly], source=AssetKey(["raw", "weather"]))
@@ -240,6 +242,7 @@ def build_landing_sensor(
 
         current: dict[str, str] = {}  # the next cursor: file -> processed version, or IGNORED
         new: dict[str, list[tuple[str, str, LandingTrigger]]] = defaultdict(list)  # partition -> files
+        source_files: dict[tuple[str, AssetKey], list[str]] = defaultdict(list)  # (partition, source) -> all files
         ignored: list[str] = []
         for path, trigger in _matches(root, triggers):
             relative = path.relative_to(root).as_posix()
@@ -254,6 +257,8 @@ def build_landing_sensor(
                 continue
             version = f"{stat.st_size}:{stat.st_mtime_ns}"
             current[relative] = version
+            if trigger.source is not None:
+                source_files[(key, trigger.source)].append(relative)
             if processed.get(relative) != version:
                 new[key].append((relative, version, trigger))
         newly_ignored = sorted(r for r in ignored if processed.get(r) != IGNORED)
@@ -278,7 +283,7 @@ def build_landing_sensor(
                     tags={**(tags or {}), LANDING_FILES_TAG: ",".join(rel for rel, _, _ in files)},
                 )
             )
-            observations.extend(_observations(root, key, files))
+            observations.extend(_observations(context, root, key, files, source_files))
             context.log.info(f"partition {key}: {', '.join(rel for rel, _, _ in files)} -> "
                              f"{', '.join(k.to_user_string() for k in selection)}")
         # the cursor keeps present files only: a deleted file is forgotten, so the cursor stays bounded
@@ -299,24 +304,38 @@ def _matches(root: Path, triggers: Sequence[LandingTrigger]) -> Iterable[tuple[P
                 yield path, trigger
 
 
-def _observations(root: Path, key: str, files: list[tuple[str, str, LandingTrigger]]) -> list[AssetObservation]:
+def _observations(
+    context: SensorEvaluationContext,
+    root: Path,
+    key: str,
+    files: list[tuple[str, str, LandingTrigger]],
+    source_files: Mapping[tuple[str, AssetKey], list[str]],
+) -> list[AssetObservation]:
+    """An observation of each source the new files feed: its data version over all of its files of the partition
+    (SHA-256 of their bytes), rows and columns. A partitioned source is observed in that partition."""
     out = []
-    for relative, version, trigger in files:
-        if trigger.source is None:
-            continue
-        size, _ = version.split(":")
-        out.append(
-            AssetObservation(
-                asset_key=trigger.source,
-                description=f"landed {relative}",
-                metadata={
-                    "fs_dagster/landing_file": MetadataValue.path(str(root / relative)),
-                    "fs_dagster/partition": key,
-                    "size_bytes": int(size),
-                },
-            )
+    for source in sorted({t.source for _, _, t in files if t.source is not None}, key=lambda k: k.to_user_string()):
+        relatives = sorted(source_files[(key, source)])
+        version = SourceVersion(
+            source,
+            key if _is_partitioned(context, source) else None,
+            files_data_version(root, relatives),
+            partial(_describe_landed, root, relatives, key),
         )
+        out.append(source_observation(version, description=f"landed {', '.join(relatives)}"))
     return out
+
+
+def _describe_landed(root: Path, relatives: list[str], key: str) -> dict[str, Any]:
+    return {**describe_files(root, relatives), "fs_dagster/partition": key}
+
+
+def _is_partitioned(context: SensorEvaluationContext, key: AssetKey) -> bool:
+    try:
+        graph = context.repository_def.asset_graph if context.repository_def is not None else None
+    except Exception:  # a context built without definitions: report the source unpartitioned
+        return False
+    return graph is not None and graph.has(key) and graph.get(key).is_partitioned
 
 
 def _load_cursor(cursor: str | None, name: str) -> dict[str, str]:

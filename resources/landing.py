@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from resources.flights_source import (
-    EVENT_TIME,
     FIRST_MONTH,
     LANDING_TABLES,
     LANDING_ENV,
@@ -36,6 +35,7 @@ from resources.flights_source import (
     default_landing_dir,
     landed_file,
     landed_tables,
+    month_rows,
     month_start,
     months,
     package_tables,
@@ -70,15 +70,12 @@ def drop_month(landing: str | Path, month: str, *, force: bool = False) -> list[
     todo = [t for t in LANDING_TABLES if force or not landed_file(landing, t, month).exists()]
     if not todo:
         return []
-    start = month_start(month)
-    end = month_start(months()[months().index(month) + 1]) if month != LAST_MONTH else None
     staged: list[tuple[Path, Path, LandedFile]] = []
     try:
         # write every table first and rename them together, so a sensor tick rarely sees half a month
         for table in todo:
             raw = package_tables()[table]
-            when = EVENT_TIME[table](raw)
-            rows = raw.loc[(when >= start) & ((when < end) if end is not None else True)]
+            rows = month_rows(raw, table, month)
             target = landed_file(landing, table, month)
             schema = pa.Schema.from_pandas(raw, preserve_index=False)  # whole table: an empty month keeps the types
             temp = _write_temp(pa.Table.from_pandas(rows, schema=schema, preserve_index=False), target)

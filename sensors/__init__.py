@@ -9,6 +9,7 @@ from assets.training_datasets import flight_delays_training_data
 from fs_dagster.sensors import build_external_commit_sensor
 from resources import RESOURCES
 from sensors.landing import landed_months
+from sensors.observations import raw_sources_observed
 from sensors.schedules import daily_refresh
 
 external_commits = build_external_commit_sensor(FEATURE_GROUP_SPECS)
@@ -25,5 +26,5 @@ training_data_refresh = AutomationConditionSensorDefinition(
     description="Refreshes flight_delays_training_data when a feature group it reads commits (eager condition).",
 )
 
-SENSORS = [external_commits, landed_months, training_data_refresh]
+SENSORS = [external_commits, landed_months, raw_sources_observed, training_data_refresh]
 SCHEDULES = [daily_refresh]

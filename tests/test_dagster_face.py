@@ -11,12 +11,17 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetCheckSeverity,
+    BackfillPolicy,
     DailyPartitionsDefinition,
+    Definitions,
+    MonthlyPartitionsDefinition,
     asset,
     build_sensor_context,
     instance_for_test,
     materialize,
 )
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 from pandera.typing import Series
 
 from fs_dagster import (
@@ -149,6 +154,65 @@ def test_pinned_commit_input_reads_time_travel(resources) -> None:
     assert result.output_for_node("pinned") == [1.0]
 
 
+def _pinned_assets(forms: dict[str, object]) -> list:
+    """One asset per ``fs_dagster/as_of`` form, each returning the values of the commit it read."""
+
+    def build(name: str, as_of: object):
+        @asset(name=name, ins={"sensor_readings": AssetIn(metadata={"fs_dagster/as_of": as_of})})
+        def _pinned(sensor_readings: pd.DataFrame) -> list[float]:
+            return sorted(sensor_readings["value"])
+
+        return _pinned
+
+    return [build(name, as_of) for name, as_of in forms.items()]
+
+
+def test_pinned_input_accepts_instants_iso_times_and_datetimes(resources) -> None:
+    from dagster import MetadataValue
+
+    from fs_dagster.core.offline.hudi_timeline import instant_to_datetime
+
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    first = _store(resources).get_feature_group("sensor_readings").latest_commit()
+    materialize([_readings_asset(_frame([10.0, 20.0]))], resources=resources)
+    moment = instant_to_datetime(first)  # the first commit's time: as of then, the table held [1.0]
+    forms = {
+        "instant": first,
+        "instant_int": int(first),
+        "instant_text_value": MetadataValue.text(first),
+        "iso_utc": moment.isoformat(),
+        "iso_z": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "iso_naive_is_utc": moment.replace(tzinfo=None).isoformat(),
+        "iso_other_offset": moment.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+        "datetime_aware": moment,
+        "datetime_naive_is_utc": moment.replace(tzinfo=None),
+        "pandas_timestamp": pd.Timestamp(moment),
+        "timestamp_value": MetadataValue.timestamp(moment),
+    }
+    pinned = _pinned_assets(forms)
+    result = materialize([_readings_asset(_frame([10.0, 20.0])), *pinned], resources=resources,
+                         selection=[AssetKey(name) for name in forms])
+    assert {name: result.output_for_node(name) for name in forms} == {name: [1.0] for name in forms}
+    assert materialize([_readings_asset(_frame([])), *_pinned_assets({"later": moment + timedelta(days=1)})],
+                       resources=resources, selection=[AssetKey("later")]).output_for_node("later") == [10.0, 20.0]
+
+
+def test_pinned_input_refuses_what_is_not_a_point_in_time(resources) -> None:
+    from datetime import date
+
+    materialize([_readings_asset(_frame([1.0]))], resources=resources)
+    refused = {"a_float": 1.5, "a_word": "yesterday", "a_date": date(2024, 1, 1), "a_bool": True,
+               "short_digits": "2024010112"}
+    result = materialize([_readings_asset(_frame([1.0])), *_pinned_assets(refused)], resources=resources,
+                         selection=[AssetKey(name) for name in refused], raise_on_error=False)
+    failures = {e.step_key: e.step_failure_data.error.message for e in result.all_events if e.is_step_failure}
+    assert set(failures) == set(refused)
+    for name, value in refused.items():
+        message = failures[name]
+        assert f"input 'sensor_readings': fs_dagster/as_of = {value!r} ({type(value).__name__})" in message, message
+        assert "is not a point in time; accepted: a 17-digit commit instant" in message and "ISO 8601" in message
+
+
 def _daily_asset(frames: dict[str, pd.DataFrame]):
     @feature_group_asset(DAILY_SPEC, partitions_def=DAILY)
     def daily_readings(context) -> pd.DataFrame:
@@ -183,6 +247,163 @@ def test_partition_runs_backfills_and_idempotent_reruns(resources) -> None:
         assert ranged.success
     assert fg_of().count() == 15
     assert sorted(fg_of().read()["value"].unique()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+MONTHLY_SPEC = FeatureGroupSpec("monthly_readings", primary_key=("sensor", "ts"), event_time="ts",
+                                partition_key=("sensor",))
+MONTHLY = MonthlyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+RANGE = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-03-01"}
+
+
+def _month(month: int, values: list[float]) -> pd.DataFrame:
+    return _frame(values, start=datetime(2024, month, 3, tzinfo=timezone.utc))
+
+
+def _monthly_asset(frames: dict[int, pd.DataFrame]):
+    """The rows of ``frames`` (month -> rows) whose month falls in the run's window (one partition or a range)."""
+
+    @feature_group_asset(MONTHLY_SPEC, partitions_def=MONTHLY)
+    def monthly_readings(context) -> pd.DataFrame:
+        window = context.partition_time_window
+        return pd.concat([frames[m] for m in sorted(frames)
+                          if window.start <= datetime(2024, m, 1, tzinfo=timezone.utc) < window.end]
+                         + [_frame([1.0]).iloc[:0]])
+
+    return monthly_readings
+
+
+def _events_by_partition(result) -> dict[str, object]:
+    return {e.partition: e.materialization for e in result.get_asset_materialization_events()}
+
+
+def _statistics_count(markdown: str, column: str) -> int:
+    """The ``count`` cell of ``column``'s row in a statistics table (``| name | type | count | ...``)."""
+    header, _, *rows = markdown.splitlines()
+    names = [c.strip() for c in header.strip("|").split("|")]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if cells[0] == column:
+            return int(cells[names.index("count")])
+    raise AssertionError(f"no row {column!r} in {markdown}")
+
+
+def test_single_run_backfill_gives_each_partition_its_own_figures(resources) -> None:
+    sizes = {1: 5, 2: 2, 3: 9}  # months of different sizes, the second nearly empty
+    frames = {m: _month(m, [float(m * 10 + i) for i in range(n)]) for m, n in sizes.items()}
+    with instance_for_test() as instance:
+        result = materialize([_monthly_asset(frames)], resources=resources, instance=instance, tags=RANGE)
+        events = _events_by_partition(result)
+        assert sorted(events) == ["2024-01-01", "2024-02-01", "2024-03-01"]
+        fg = _store(resources).get_feature_group("monthly_readings")
+        instant = fg.latest_commit()
+        for month, n in sizes.items():
+            md = events[f"2024-{month:02d}-01"].metadata
+            assert md["dagster/row_count"].value == md["fs_dagster/batch_rows"].value == n, month
+            assert (md["fs_dagster/rows_inserted"].value, md["fs_dagster/rows_updated"].value) == (n, 0), month
+            assert _statistics_count(md["fs_dagster/statistics"].value, "value") == n, month
+            assert md["fs_dagster/partition_window"].value.startswith(f"[2024-{month:02d}-01T00:00:00+00:00, ")
+            assert md["fs_dagster/preview"].value.count("\n| s") == n  # the partition's own rows
+            # the commit and the table are the same for all: under their own names
+            assert md["fs_dagster/commit"].value == instant and md["fs_dagster/table_row_count"].value == 16
+            assert md["fs_dagster/commit_rows_inserted"].value == 16
+        assert {e.tags["dagster/data_version"] for e in events.values()} == {f"{instant}/16"}
+
+        # the backfill again, with one row more in February: January and March are rewritten, February grows
+        frames[2] = _month(2, [20.0, 21.0, 22.0])
+        again = _events_by_partition(
+            materialize([_monthly_asset(frames)], resources=resources, instance=instance, tags=RANGE))
+        figures = {k: (md.metadata["fs_dagster/rows_inserted"].value, md.metadata["fs_dagster/rows_updated"].value,
+                       md.metadata["dagster/row_count"].value) for k, md in again.items()}
+        assert figures == {"2024-01-01": (0, 5, 5), "2024-02-01": (1, 2, 3), "2024-03-01": (0, 9, 9)}
+        md = again["2024-02-01"].metadata
+        assert (md["fs_dagster/commit_rows_inserted"].value, md["fs_dagster/commit_rows_updated"].value) == (1, 16)
+
+        # a single partition run describes its partition the same way
+        [event] = materialize([_monthly_asset(frames)], resources=resources, instance=instance,
+                              partition_key="2024-03-01").get_asset_materialization_events()
+        md = event.materialization.metadata
+        assert (md["dagster/row_count"].value, md["fs_dagster/rows_updated"].value) == (9, 9)
+        assert md["fs_dagster/table_row_count"].value == 17
+        assert event.materialization.tags["dagster/data_version"] == f"{fg.latest_commit()}/9"
+
+
+def test_io_manager_gives_each_partition_its_own_figures(resources) -> None:
+    metadata = FeatureGroupTranslator().get_asset_spec(MONTHLY_SPEC).metadata
+    sizes = {1: 3, 2: 1, 3: 4}
+
+    @asset(name="monthly_readings", io_manager_key="fs_io_manager", metadata=metadata, partitions_def=MONTHLY,
+           backfill_policy=BackfillPolicy.single_run())
+    def plain(context) -> pd.DataFrame:
+        window = context.partition_time_window
+        return pd.concat([_month(m, [1.0] * n) for m, n in sizes.items()
+                          if window.start <= datetime(2024, m, 1, tzinfo=timezone.utc) < window.end])
+
+    events = _events_by_partition(materialize([plain], resources=resources, tags=RANGE))
+    assert {k: md.metadata["dagster/row_count"].value for k, md in events.items()} == {
+        "2024-01-01": 3, "2024-02-01": 1, "2024-03-01": 4}
+    assert {md.metadata["fs_dagster/rows_inserted"].value for md in events.values()} == {3, 1, 4}
+    assert {md.metadata["fs_dagster/table_row_count"].value for md in events.values()} == {8}
+
+
+def test_partition_keeps_its_data_version_while_other_partitions_commit(resources) -> None:
+    frames = {1: _month(1, [1.0, 2.0]), 2: _month(2, [3.0])}
+    monthly = _monthly_asset(frames)
+
+    @asset(partitions_def=MONTHLY, deps=[monthly])
+    def monthly_report() -> None: ...
+
+    defs = Definitions(assets=[monthly, monthly_report], resources=resources)
+    with instance_for_test() as instance:
+        assert materialize([monthly, monthly_report], resources=resources, instance=instance,
+                           partition_key="2024-01-01").success
+        fg = _store(resources).get_feature_group("monthly_readings")
+        january = _latest_version(instance, "2024-01-01")
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-02-01").success
+
+        # January again with nothing new: no commit, and January's data version stays what it was
+        frames.pop(1)
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-01-01").success
+        assert _latest_version(instance, "2024-01-01") == january
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        assert resolver.get_status(AssetKey("monthly_report"), "2024-01-01") == StaleStatus.FRESH
+
+        # a commit that does change January (a row deleted outside Dagster) shows: the report becomes stale
+        fg.delete(_month(1, [1.0])[["sensor", "ts"]])
+        assert materialize([monthly], resources=resources, instance=instance, partition_key="2024-01-01").success
+        assert _latest_version(instance, "2024-01-01") == january.replace("/2", "/1")
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        assert resolver.get_status(AssetKey("monthly_report"), "2024-01-01") == StaleStatus.STALE
+
+
+def test_pinned_input_of_several_partitions_takes_a_datetime_as_text(resources) -> None:
+    frames = {1: _month(1, [1.0]), 2: _month(2, [2.0, 3.0])}
+    monthly = _monthly_asset(frames)
+    later, seen = datetime(2030, 1, 1, tzinfo=timezone.utc), {}
+
+    def pinned(as_of):
+        @asset(name="pinned_months", partitions_def=MONTHLY, backfill_policy=BackfillPolicy.single_run(),
+               ins={"monthly_readings": AssetIn(metadata={"fs_dagster/as_of": as_of})})
+        def _pinned(monthly_readings: pd.DataFrame) -> None:
+            seen["rows"] = len(monthly_readings)
+
+        return _pinned
+
+    with instance_for_test() as instance:
+        assert materialize([monthly], resources=resources, instance=instance, tags=RANGE).success
+        result = materialize([monthly, pinned(later)], resources=resources, instance=instance, tags=RANGE,
+                             selection=[AssetKey("pinned_months")], raise_on_error=False)
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert ("fs_dagster/as_of is the datetime 2030-01-01T00:00:00+00:00, which Dagster cannot record for an input "
+                "of 3 partitions; give it as ISO text ('2030-01-01T00:00:00+00:00')") in (
+                    failure.step_failure_data.error.message)
+        assert materialize([monthly, pinned(later.isoformat())], resources=resources, instance=instance, tags=RANGE,
+                           selection=[AssetKey("pinned_months")]).success
+        assert seen["rows"] == 3
+
+
+def _latest_version(instance, partition: str) -> str:
+    record = instance.get_latest_data_version_record(AssetKey("monthly_readings"), False, partition)
+    return record.asset_materialization.tags["dagster/data_version"]
 
 
 def test_partition_run_refuses_rows_outside_its_window(resources) -> None:

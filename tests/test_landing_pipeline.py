@@ -29,6 +29,9 @@ from dagster import (
     instance_for_test,
 )
 
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+
 import resources.landing as landing_cli
 from assets import features
 from fs_dagster import FeatureStore
@@ -396,6 +399,17 @@ def test_daemon_runs_the_feature_groups_of_a_dropped_month(tmp_path, monkeypatch
         assert {r.tags["dagster/partition"] for r in runs} == {"2013-01-01"}
         # one run normally; two if a tick fell between the drop's two renames, each with the assets of its file
         assert set().union(*(r.asset_selection for r in runs)) == ALL_MONTHLY and len(runs) <= 2
+
+        # the sensor observed the raw month before its runs: the raw versions are the files', the groups fresh
+        from assets.definitions import defs
+        from fs_dagster.source_observations import files_data_version, latest_observed_version
+
+        for table in ("flights", "weather"):
+            version = latest_observed_version(instance, AssetKey(["nycflights13", table]), "2013-01-01")
+            assert version == files_data_version(store / "landing", [f"{table}/2013-01.parquet"]), table
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        assert {key: resolver.get_status(key, "2013-01-01") for key in ALL_MONTHLY} == dict.fromkeys(
+            ALL_MONTHLY, StaleStatus.FRESH)
 
         # the next tick after the runs finished skips, and launches nothing
         finished = max(instance.get_run_record_by_id(r.run_id).end_time for r in runs)

@@ -120,3 +120,17 @@ def test_training_dataset_asset_versions_staleness_and_automation(resources) -> 
         assert len(_view(store).get_training_datasets()) == 2
         resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
         assert resolver.get_status(AssetKey("returns_training_data")) == StaleStatus.FRESH
+
+
+def test_identical_feature_data_keeps_the_training_data_version(resources) -> None:
+    """The data version is the content hash: feature groups written again with the same rows give the same
+    training data, reported under the same version (no new dataset version), so nothing downstream goes stale."""
+    STATE["spend"] = 10.0
+    assets = [orders, customers, returns_training_data]
+    with instance_for_test() as instance:
+        assert materialize(assets, resources=resources, instance=instance).success
+        first = _latest(instance, "returns_training_data").tags["dagster/data_version"]
+        assert materialize(assets, resources=resources, instance=instance).success  # the same rows again
+        again = _latest(instance, "returns_training_data")
+        assert again.tags["dagster/data_version"] == first == again.metadata["fs_dagster/content_hash"].value
+        assert len(_view(resources["feature_store"].get_store()).get_training_datasets()) == 1

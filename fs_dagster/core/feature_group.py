@@ -26,6 +26,7 @@ from fs_dagster.core.registry import CommitRecord
 from fs_dagster.core.specs import FeatureGroupSpec
 
 if TYPE_CHECKING:
+    from fs_dagster.core.commit_windows import WindowFigures
     from fs_dagster.core.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -488,6 +489,31 @@ class FeatureGroup:
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         relation = con.sql(f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)")
         return compute_statistics(relation, columns)
+
+    def window_figures(
+        self, windows: Sequence[TimeWindow], *, instant: str | None, batch: Any = None, statistics: bool = False
+    ) -> list[WindowFigures]:
+        """What commit ``instant`` did to each event-time window: batch rows, rows inserted/updated, rows after
+        it, their statistics and content version (see :mod:`fs_dagster.core.commit_windows`).
+
+        Args:
+            windows: e.g. the windows of the Dagster partitions a run wrote.
+            instant: the commit (None: nothing was committed; the figures describe the latest snapshot).
+            batch: the rows that were written (pandas or Arrow), to count them per window.
+            statistics: also compute each window's statistics.
+        """
+        from fs_dagster.core.commit_windows import window_figures
+
+        column = self.spec.event_time
+        if column is None:
+            raise InvalidDataError(f"feature group {self.spec.key} has no event time to split a commit by window")
+        times = None
+        if batch is not None:
+            times = batch[column] if isinstance(batch, pa.Table) else pa.Array.from_pandas(batch[column])
+        if not self.exists():
+            return window_figures(None, column, windows, instant=None, batch_event_times=times)
+        return window_figures(self._reader(), column, windows, instant=instant, batch_event_times=times,
+                              statistics=statistics)
 
     def statistics(self, commit: str | None = None) -> dict[str, Any] | None:
         """Statistics recorded for a commit (latest by default)."""
