@@ -140,7 +140,7 @@ class Setup:
         )
         self.aircraft.insert(aircraft)
         query = self.weather.select_all().join(self.aircraft.select_all(), left_on=["tailnum"])
-        self.view = self.fs.get_or_create_feature_view("flight_context", 1, query)
+        self.view = self.fs.get_or_create_feature_view("flight_context", 1, query, request_keys=["tailnum"])
         self.online = self.fs.online_store
         self.client = self.online.client
         prefix = self.fs.online_config.key_prefix

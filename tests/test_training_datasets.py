@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fs_dagster import FeatureStore, InvalidDataError, RandomSplit, TimeSplit
+from fs_dagster import FeatureStore, InvalidDataError, NotFoundError, RandomSplit, TimeSplit
 from fs_dagster.core.online.embedded import EmbeddedValkey
 from fs_dagster.core.training.training_dataset import TrainingDatasetMismatch, time_split
 
@@ -316,8 +316,18 @@ def test_a_view_joining_on_a_missing_column_is_refused_at_registration(fs) -> No
     query = trips.select(["distance"]).join(weather.select(["temp"]), left_on=["cty", "hour"])
     with pytest.raises(InvalidDataError, match=r"left_on \['cty', 'hour'\].*no column\(s\) \['cty'\]"):
         fs.get_or_create_feature_view("typo", 1, query)
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):
         fs.get_feature_view("typo", 1)  # nothing was registered
+    with pytest.raises(InvalidDataError, match="request key 'city' must be a join key .* that the root"):
+        fs.get_or_create_feature_view("typo", 1, query, request_keys=["city"])
+    # a key the requests (and spines) carry: declared, the view serves and builds training data from a spine
+    view = fs.get_or_create_feature_view("by_request", 1, query, request_keys=["cty"])
+    assert fs.get_feature_view("by_request", 1).request_keys == ("cty",) and view.serving_keys == ["trip_id", "cty",
+                                                                                                    "hour"]
+    spine = pd.DataFrame({"trip_id": ["t001"], "cty": ["rome"], "hour": [hours(2)], "ts": [hours(2)]})
+    assert view.get_batch_data(spine=spine)["temp"].tolist() == [102.0]
+    with pytest.raises(InvalidDataError, match=r"lacks \['cty'\]"):
+        view.get_batch_data()  # the root group cannot be the spine
 
 
 def test_an_empty_spine_gives_an_empty_dataset(fs) -> None:

@@ -166,10 +166,12 @@ class FeatureView:
     """
 
     def __init__(self, store: FeatureStore, name: str, version: int, query: Query, labels: tuple[str, ...],
-                 description: str = "", transformation_functions: dict[str, str] | None = None) -> None:
+                 description: str = "", transformation_functions: dict[str, str] | None = None,
+                 request_keys: Sequence[str] = ()) -> None:
         self._store = store
         self.name = name
         self.version = version
+        self.request_keys = tuple(request_keys)
         self.query = query
         self.labels = labels
         self.description = description
@@ -221,18 +223,29 @@ class FeatureView:
             "query": self.query.to_dict(),
             "labels": list(self.labels),
             "transformation_functions": dict(self.transformation_functions),
+            # (only when set, so views stored before request keys existed still match)
+            **({"request_keys": list(self.request_keys)} if self.request_keys else {}),
         }
 
     def _check_join_keys(self) -> None:
-        """Every join's ``left_on`` names a column of the root group (when its columns are known yet)."""
+        """Every join's ``left_on`` names a column of the root group (when its columns are known yet) or a declared
+        request key; a request key must be a join key the root group lacks."""
         root = self._groups[0]
         names = [f.name for f in root.spec.features] or (root.schema().names if root.exists() else [])
+        used = {c for join in self.query.joins for c in join.left_on}
+        for key in self.request_keys:
+            if not isinstance(key, str) or key not in used or key in names:
+                raise InvalidDataError(
+                    f"feature view {self.name}: request key {key!r} must be a join key (left_on) that the root "
+                    f"feature group {root.spec.key} lacks; join keys: {sorted(used)}"
+                )
         for join in self.query.joins:
-            unknown = [c for c in join.left_on if names and c not in names]
+            unknown = [c for c in join.left_on if names and c not in names and c not in self.request_keys]
             if unknown:
                 raise InvalidDataError(
                     f"feature view {self.name}: join of {join.selection.feature_group} on left_on {list(join.left_on)}: "
-                    f"root feature group {root.spec.key} has no column(s) {unknown}; it has {names}"
+                    f"root feature group {root.spec.key} has no column(s) {unknown}; it has {names}. If requests "
+                    f"and spines carry them, declare request_keys={unknown}"
                 )
 
     def _resolve_columns(self) -> list[OutputColumn]:
@@ -676,8 +689,11 @@ class _ServingPlan:
 
 
 def build_feature_view(store: FeatureStore, name: str, version: int, query: Query, labels: Sequence[str],
-                       description: str, transformation_functions: dict[str, str] | None = None) -> FeatureView:
+                       description: str, transformation_functions: dict[str, str] | None = None,
+                       request_keys: Sequence[str] = ()) -> FeatureView:
     check_name("feature view", name)
     check_version("feature view", name, version)
+    if isinstance(request_keys, str):
+        request_keys = [request_keys]
     return FeatureView(store, name, version, replace(query, _store=store), tuple(labels), description,
-                       transformation_functions)
+                       transformation_functions, tuple(request_keys))

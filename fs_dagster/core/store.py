@@ -207,19 +207,24 @@ class FeatureStore:
     def get_or_create_feature_view(
         self, name: str, version: int = 1, query: Query | None = None, labels: Sequence[str] = (),
         description: str = "", transformation_functions: dict[str, str] | None = None,
+        request_keys: Sequence[str] = (),
     ) -> FeatureView:
         """Registers the view (or returns the registered one, which must have the same query and labels).
 
         Raises:
-            InvalidDataError: the version exists with another definition, or a feature/label is unknown.
+            InvalidDataError: the version exists with another definition, or a feature/label/join key is unknown.
 
         Args:
             transformation_functions: output feature -> ``standard_scaler`` / ``min_max_scaler`` /
                 ``label_encoder`` or a ``"module:function"`` registered with ``@transformation_function``.
+            request_keys: join keys (``left_on``) that the root feature group lacks because requests carry them
+                (e.g. a weather view whose aircraft is joined on the request's ``tailnum``). Every other join key
+                must be a root column. Training data of such a view needs a spine with these columns.
         """
         if query is None:
             return self.get_feature_view(name, version)
-        view = build_feature_view(self, name, version, query, labels, description, transformation_functions)
+        view = build_feature_view(self, name, version, query, labels, description, transformation_functions,
+                                  request_keys)
         self.registry.register_feature_view(self.project, name, version, view.spec_dict())
         return view
 
@@ -237,7 +242,7 @@ class FeatureStore:
         query = Query.from_dict(spec["query"], self)
         return build_feature_view(
             self, spec["name"], spec["version"], query, spec["labels"], spec["description"],
-            spec.get("transformation_functions"),
+            spec.get("transformation_functions"), spec.get("request_keys", ()),
         )
 
 
