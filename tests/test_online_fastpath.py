@@ -349,7 +349,8 @@ def test_column_wise_vectors_equal_the_per_entry_path(tmp_path) -> None:
             weather.select(["temp"]),
         ]
         for index, query in enumerate(queries):
-            view = fs.get_or_create_feature_view(f"v{index}", 1, query)
+            view = fs.get_or_create_feature_view(f"v{index}", 1, query,
+                                                 request_keys=["tailnum"] if query.joins else [])
             fast = view.get_feature_vectors(entries)
             assert view._serving_plan().fast
             slow = view.get_feature_vectors(entries, passed_features=[{"unused": 1}] * len(entries))
@@ -419,7 +420,7 @@ def test_big_batches_are_looked_up_in_pipelined_pieces(tmp_path, monkeypatch) ->
         planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
         planes.insert(pd.DataFrame({"tailnum": ["N1", "N2"], "seats": [150, 9]}))
         view = fs.get_or_create_feature_view(
-            "v", 1, weather.select_all().join(planes.select_all(), left_on=["tailnum"]))
+            "v", 1, weather.select_all().join(planes.select_all(), left_on=["tailnum"]), request_keys=["tailnum"])
         entries = [{"origin": o, "hour": h, "tailnum": t} for o in ("JFK", "LGA") for h in hours for t in ("N1", "N2")]
         expected = [[(5 * (e["origin"] == "LGA") + hours.index(e["hour"])) / 2, 150 if e["tailnum"] == "N1" else 9]
                     for e in entries]

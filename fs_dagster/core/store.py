@@ -15,7 +15,7 @@ from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
 from fs_dagster.core.registry import Registry, SearchHit
 from fs_dagster.core.registry.registry import DEFAULT_TIMEOUT, SETTING_FIELDS
-from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_name
+from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_name, check_version
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class FeatureStore:
         }
         given = {field: value for field, value in arguments.items() if value is not None}
         check_name("feature group", name)
+        check_version("feature group", name, version)
         stored = self.registry.get_or_register_feature_group(self.project, name, version, given)
         _warn_kept_descriptions(stored, given)
         return FeatureGroup(self, stored)
