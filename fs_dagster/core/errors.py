@@ -32,3 +32,12 @@ class CommitNotFoundError(FeatureStoreError, LookupError):
 
 class NotFoundError(FeatureStoreError, LookupError):
     """A feature group, feature view or other registry entry that does not exist."""
+
+
+class CorruptFileError(FeatureStoreError):
+    """A base file of a table cannot be trusted: a page checksum fails, it cannot be decoded, or it is missing or
+    not the size its commit recorded. The message names the file; nothing was written."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -17,6 +17,7 @@ from fs_dagster.core.feature_view import Query, Selection
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE, HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
 from fs_dagster.core.offline.hudi_schema import to_arrow
+from fs_dagster.core.offline.hudi_verify import VerifyReport, verify_table
 from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
 from fs_dagster.core.online.online_store import OnlineStoreError
 from fs_dagster.core.online.sync import OnlineSyncResult, online_layout, sync_feature_group
@@ -116,8 +117,10 @@ class FeatureGroup:
     # --- writes -------------------------------------------------------------------------------------------
 
     def insert(self, data: Any, *, window: TimeWindow | None = None, sync_online: bool = True) -> CommitResult:
-        """Upserts rows: new primary keys are inserted, existing ones replaced (newest event time wins within
-        the batch). Nothing is written if any row is invalid.
+        """Upserts rows: new primary keys are inserted, existing ones replaced. The newer event time wins, within
+        the batch and against the stored row (equal: this later write wins), offline as online, so both stores
+        agree on every key; rows older than or identical to the stored ones are not written, and a batch that
+        changes nothing makes no commit (``result.instant`` None). Nothing is written if any row is invalid.
 
         Args:
             data: pandas DataFrame or Arrow table with every feature column.
@@ -135,7 +138,8 @@ class FeatureGroup:
         return result
 
     def delete(self, keys: Any) -> CommitResult:
-        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched)."""
+        """Deletes rows by primary key (partition columns speed it up; without them every partition is searched).
+        Keys not stored are ignored; if none is, nothing is committed (``result.instant`` None)."""
         result = self._writer().delete(to_arrow(keys))
         self._after_commit(result)
         return result
@@ -322,6 +326,21 @@ class FeatureGroup:
             return []
         commits = list(reversed(self._reader().commits()))
         return commits[:limit] if limit else commits
+
+    def verify(self) -> VerifyReport:
+        """Checks every live base file of the latest commit: present, the size and row count its commit recorded,
+        every page decodable and matching its page checksum. Reads the whole table once.
+
+        Snapshot reads (DuckDB) do not verify page checksums; the writer (before merging a file) and the online
+        sync do. Run this (or the Dagster integrity check) to find files damaged at rest.
+
+        Returns:
+            The report: files, bytes and rows checked, and each bad file (path relative to the table) with the
+            reason; ``report.ok`` is False when any file is bad.
+        """
+        if not self.exists():
+            return VerifyReport(self.spec.key, None, 0, 0, 0)
+        return verify_table(self.path, name=self.spec.key)
 
     def schema(self) -> pa.Schema:
         """The table's data schema as of the latest commit."""
