@@ -23,7 +23,15 @@ from fs_dagster.core.offline.hudi_properties import HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import HudiTableReader
 from fs_dagster.core.offline.hudi_verify import has_page_checksums, verify_table
 from fs_dagster.core.offline.hudi_writer import HudiWriter
-from hudi_testing import data_only, golden_root, listing, make_writable_copy, rs_read, sorted_rows
+from hudi_testing import (
+    data_only,
+    flip_bit_in_data_page,
+    golden_root,
+    listing,
+    make_writable_copy,
+    rs_read,
+    sorted_rows,
+)
 
 GOLDEN = golden_root()
 GOLDEN_TABLES = sorted(p.name for p in GOLDEN.iterdir() if (p / ".hoodie").is_dir()) if GOLDEN.is_dir() else []
@@ -48,26 +56,6 @@ def _table(tmp_path: Path) -> tuple[Path, HudiWriter, dict[str, str]]:
     return path, writer, {f.partition_path.removeprefix("p="): f.path for f in result.files}
 
 
-def _chunk(file: Path, column: str) -> tuple[int, int, int]:
-    """(chunk start, first data page, chunk end) of ``column`` in row group 0: its dictionary page (if any), then
-    its data pages, which run up to the end of the chunk."""
-    parquet = pq.ParquetFile(file)
-    chunk = parquet.metadata.row_group(0).column(parquet.schema_arrow.names.index(column))
-    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-    return start, chunk.data_page_offset, start + chunk.total_compressed_size
-
-
-def _flip_in_data_page(file: Path, column: str, back: int = 10) -> None:
-    """Flips one bit of a byte inside the column's (last) data page: ``back`` bytes before the chunk's end, well
-    past the page header that starts at ``data_page_offset``."""
-    _, data_page, end = _chunk(file, column)
-    position = end - back
-    assert position > data_page + 16
-    data = bytearray(file.read_bytes())
-    data[position] ^= 0x10
-    file.write_bytes(bytes(data))
-
-
 def _live_files(path: Path) -> list[str]:
     from hudi import HudiTable
 
@@ -88,7 +76,7 @@ def test_base_files_carry_page_checksums_and_hudi_rs_reads_them(tmp_path: Path) 
 def test_a_flipped_bit_in_a_data_page_is_refused_by_writes_and_sync_reads_and_named_by_verify(tmp_path: Path) -> None:
     path, writer, files = _table(tmp_path)
     bad = path / files["x"]
-    _flip_in_data_page(bad, "v")
+    flip_bit_in_data_page(bad, "v")
     before = listing(path, include_lock=False)
 
     report = verify_table(path)
@@ -128,7 +116,7 @@ def test_duckdb_snapshot_reads_do_not_verify_page_checksums(tmp_path: Path) -> N
     silent = []
     for back in range(3, 40):  # find a byte whose flip DuckDB decodes without an error (many make it raise)
         (path / files["x"]).write_bytes(original)
-        _flip_in_data_page(path / files["x"], "v", back)
+        flip_bit_in_data_page(path / files["x"], "v", back)
         try:
             read = HudiTableReader(path).read().sort_by("id")
         except Exception:  # noqa: BLE001 - DuckDB noticed this one (out-of-range dictionary index...)
@@ -230,7 +218,7 @@ def test_feature_group_verify_and_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli_main(args) == 0
     assert "1 file(s)" in capsys.readouterr().out
     [file] = _live_files(fg.path)
-    _flip_in_data_page(fg.path / file, "v")
+    flip_bit_in_data_page(fg.path / file, "v")
     report = fg.verify()
     assert not report.ok and report.bad_files[0].path == file
     assert cli_main(args + ["--version", "1"]) == 1
