@@ -394,10 +394,7 @@ class HudiWriter:
     def _write_file_groups(
         self, plans: list[_FileGroupPlan], prepared: _PreparedBatch, config: HudiTableConfig, instant: str
     ) -> list[FileWrite]:
-        files: list[FileWrite] = []
-        for plan in plans:
-            if plan.kept is None and plan.prev_path is not None:  # a small file chosen for inserts
-                plan.kept = read_base_file(self.base_path / plan.prev_path)
+        files: list[FileWrite] = []  # (small files chosen for inserts were read by _plan)
         new_partitions = {p.partition_path for p in plans}
         partition_depth = len(config.partition_fields)
         for partition_path in sorted(new_partitions):
@@ -715,11 +712,10 @@ def _merge_with_stored(stored: pa.Table, incoming: pa.Table, schema: pa.Schema, 
         ours, theirs = old[precombine], new[precombine]
         newer_stored = pc.fill_null(pc.greater(ours, theirs), False)
         outdated = pc.or_(newer_stored, pc.and_(pc.is_valid(ours), pc.is_null(theirs)))
-    identical = None
-    for name in schema.names:
-        same = _same_values(old[name], new[name])
-        identical = same if identical is None else pc.and_(identical, same)
-    unchanged = pc.and_(identical, pc.invert(outdated)) if identical is not None else pc.invert(outdated)
+    identical = _same_values(old.column(0), new.column(0))
+    for name in schema.names[1:]:
+        identical = pc.and_(identical, _same_values(old[name], new[name]))
+    unchanged = pc.and_(identical, pc.invert(outdated))
     replace = pc.invert(pc.or_(outdated, unchanged))
     positions = incoming_order.filter(_one_chunk(replace)).to_numpy()
     return _Merge(
