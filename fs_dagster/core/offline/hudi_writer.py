@@ -347,7 +347,8 @@ class HudiWriter:
                                                    config.precombine_field)
                         plan.num_unchanged, plan.num_outdated = merge.unchanged, merge.outdated
                         if merge.replacing.num_rows:
-                            replaced = pc.is_in(stored["_hoodie_record_key"], value_set=merge.replacing[KEY_COLUMN])
+                            replaced = hit if merge.replacing.num_rows == n_hit else pc.is_in(
+                                stored["_hoodie_record_key"], value_set=merge.replacing[KEY_COLUMN])
                             plan.kept = stored.filter(pc.invert(replaced))
                             plan.written.append(merge.replacing)
                             plan.num_updates = merge.replacing.num_rows
