@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "feature_group_asset": "fs_dagster.asset_decorator",
     "validate_with_pandera": "fs_dagster.checks",
     "CommitNotFoundError": "fs_dagster.core.errors",
+    "CorruptFileError": "fs_dagster.core.errors",
     "DamagedTableError": "fs_dagster.core.errors",
     "FeatureStoreError": "fs_dagster.core.errors",
     "IncompatibleTableError": "fs_dagster.core.errors",
@@ -37,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "FeatureStoreResource": "fs_dagster.resource",
     "FeatureGroupTranslator": "fs_dagster.translator",
     "build_external_commit_sensor": "fs_dagster.sensors",
+    "build_offline_integrity_checks": "fs_dagster.integrity_check",
+    "build_online_consistency_checks": "fs_dagster.consistency_check",
     "build_landing_sensor": "fs_dagster.sensors",
     "LandingTrigger": "fs_dagster.sensors",
     "build_source_observation_sensor": "fs_dagster.source_observations",
@@ -81,6 +84,7 @@ if TYPE_CHECKING:  # static analysers see the eager names
     from fs_dagster.checks import validate_with_pandera as validate_with_pandera
     from fs_dagster.core.errors import (
         CommitNotFoundError as CommitNotFoundError,
+        CorruptFileError as CorruptFileError,
         DamagedTableError as DamagedTableError,
         FeatureStoreError as FeatureStoreError,
         IncompatibleTableError as IncompatibleTableError,
@@ -97,6 +101,8 @@ if TYPE_CHECKING:  # static analysers see the eager names
     from fs_dagster.io_manager import FeatureGroupIOManager as FeatureGroupIOManager
     from fs_dagster.materialization import FeatureGroupCommit as FeatureGroupCommit
     from fs_dagster.resource import FeatureStoreResource as FeatureStoreResource
+    from fs_dagster.consistency_check import build_online_consistency_checks as build_online_consistency_checks
+    from fs_dagster.integrity_check import build_offline_integrity_checks as build_offline_integrity_checks
     from fs_dagster.sensors import build_external_commit_sensor as build_external_commit_sensor
     from fs_dagster.source_observations import (
         SourceVersion as SourceVersion,

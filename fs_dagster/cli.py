@@ -5,6 +5,7 @@ Examples:
     fs-dagster --root .demo/store --project flights commits weather_hourly
     fs-dagster --root .demo/store --project flights search "delay"
     fs-dagster --root .demo/store --project flights stats weather_hourly
+    fs-dagster --root .demo/store --project flights verify weather_hourly   # exit 1 naming any bad file
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("name")
     stats.add_argument("--version", type=int)
     stats.add_argument("--commit")
+    verify = sub.add_parser(
+        "verify", help="check every live file of a feature group's latest commit (present, size, page checksums)"
+    )
+    verify.add_argument("name")
+    verify.add_argument("--version", type=int)
     valkey = sub.add_parser("valkey", help="the root's embedded online store server: start, stop or status")
     valkey.add_argument("action", choices=["start", "stop", "status"])
     return parser
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stats":
             fg = store.get_feature_group(args.name, args.version)
             print(json.dumps(fg.statistics(args.commit), indent=2))
+        elif args.command == "verify":
+            report = store.get_feature_group(args.name, args.version).verify()
+            print(report.summary())
+            return 0 if report.ok else 1
     except FeatureStoreError as error:
         print(f"fs-dagster: {error}", file=sys.stderr)
         return 2

@@ -109,6 +109,8 @@ def commit_metadata(
         "fs_dagster/operation": result.operation,
         **{prefix + name: value for name, value in counts.items()},
         "fs_dagster/duplicates_dropped": result.duplicates_dropped,
+        "fs_dagster/rows_unchanged": result.rows_unchanged,
+        "fs_dagster/rows_outdated": result.rows_outdated,
         "fs_dagster/files_written": len(result.files),
         "fs_dagster/columns_added": ", ".join(result.columns_added) or "none",
         "fs_dagster/table_path": MetadataValue.path(table_path),

@@ -95,6 +95,26 @@ def make_writable_copy(source: Path, target: Path) -> Path:
     return target
 
 
+def column_chunk_bytes(file: Path, column: str) -> tuple[int, int, int]:
+    """(chunk start, first data page, chunk end) of ``column`` in row group 0: its dictionary page (if any), then
+    its data pages, which run up to the end of the chunk."""
+    parquet = pq.ParquetFile(file)
+    chunk = parquet.metadata.row_group(0).column(parquet.schema_arrow.names.index(column))
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    return start, chunk.data_page_offset, start + chunk.total_compressed_size
+
+
+def flip_bit_in_data_page(file: Path, column: str, back: int = 10) -> None:
+    """Flips one bit of a byte inside the column's (last) data page: ``back`` bytes before the chunk's end, well
+    past the page header that starts at ``data_page_offset``."""
+    _, data_page, end = column_chunk_bytes(file, column)
+    position = end - back
+    assert position > data_page + 16
+    data = bytearray(file.read_bytes())
+    data[position] ^= 0x10
+    file.write_bytes(bytes(data))
+
+
 def listing(path: Path, *, include_lock: bool = True) -> dict[str, tuple[int, int, str]]:
     """Every file under ``path`` (folders included as entries) -> (size, mtime_ns, sha256)."""
     out: dict[str, tuple[int, int, str]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
@@ -233,9 +234,13 @@ def test_partition_runs_backfills_and_idempotent_reruns(resources) -> None:
 
     assert materialize([daily], resources=resources, partition_key="2024-01-02").success
     assert fg_of().count() == 3
+    first = fg_of().latest_commit()
     again = materialize([daily], resources=resources, partition_key="2024-01-02")
-    md = again.get_asset_materialization_events()[0].materialization.metadata
-    assert fg_of().count() == 3 and md["fs_dagster/rows_updated"].value == 3  # re-run: no duplicates
+    event = again.get_asset_materialization_events()[0].materialization
+    md = event.metadata
+    assert fg_of().count() == 3  # re-run: no duplicates, and the same data is no new commit
+    assert (md["fs_dagster/rows_updated"].value, md["fs_dagster/rows_unchanged"].value) == (0, 3)
+    assert fg_of().latest_commit() == first and event.tags["dagster/data_version"] == first
 
     with instance_for_test() as instance:  # single-run backfill over a range of partitions
         ranged = materialize(
@@ -516,3 +521,98 @@ def pa_array(values):
     import pyarrow
 
     return pyarrow.array(values)
+
+
+def test_materializing_the_same_data_again_keeps_the_data_version(resources) -> None:
+    """Identical data (or data older than what is stored) makes no commit, so the data version stays and
+    downstream assets are not marked stale; changed data is a new commit and a new data version."""
+    frame = _frame([1.0, float("nan"), 3.0])  # NaN equals NaN here
+
+    def _readings_asset(data: pd.DataFrame):  # (no pandera schema: it would refuse the NaN)
+        @feature_group_asset(SPEC)
+        def sensor_readings() -> pd.DataFrame:
+            return data
+
+        return sensor_readings
+
+    with instance_for_test() as instance:
+        def versions() -> list[str]:
+            events = instance.fetch_materializations(AssetKey("sensor_readings"), limit=100).records
+            return [e.asset_materialization.tags["dagster/data_version"] for e in reversed(events)]
+
+        assert materialize([_readings_asset(frame)], resources=resources, instance=instance).success
+        assert materialize([_readings_asset(frame.copy())], resources=resources, instance=instance).success
+        older = frame.assign(ts=frame["ts"] - pd.Timedelta(hours=1), value=[7.0, 8.0, 9.0])
+        assert materialize([_readings_asset(older)], resources=resources, instance=instance).success
+        first, second, third = versions()
+        assert first == second == third
+        fg = _store(resources).get_feature_group("sensor_readings")
+        assert len(fg.commit_details()) == 1 and fg.read()["value"].tolist()[0] == 1.0
+
+        changed = frame.assign(value=[1.0, 2.0, 3.0])
+        assert materialize([_readings_asset(changed)], resources=resources, instance=instance).success
+        assert versions()[-1] != first and versions()[-1] == fg.latest_commit()
+        md = instance.fetch_materializations(AssetKey("sensor_readings"), limit=1).records[0]
+        assert md.asset_materialization.metadata["fs_dagster/rows_updated"].value == 1
+
+
+def test_offline_integrity_check_names_a_corrupt_file(resources) -> None:
+    from dagster import AssetSelection
+
+    from fs_dagster import build_offline_integrity_checks
+    from hudi_testing import flip_bit_in_data_page
+
+    @feature_group_asset(SPEC)
+    def sensor_readings() -> pd.DataFrame:
+        return _frame([float(i) for i in range(50)])
+
+    fg_asset = sensor_readings
+    check, _ = build_offline_integrity_checks([SPEC, DAILY_SPEC])
+    result = materialize([fg_asset, check], resources=resources)
+    integrity = next(e for e in result.get_asset_check_evaluations() if e.check_name == "offline_integrity")
+    assert integrity.passed and integrity.metadata["files_checked"].value == 1
+    assert integrity.metadata["rows_checked"].value == 50
+
+    fg = _store(resources).get_feature_group("sensor_readings")
+    [live] = fg._reader().base_files()
+    flip_bit_in_data_page(Path(live), "value")
+    only_check = AssetSelection.checks_for_assets(fg_asset)
+    result = materialize([fg_asset, check], resources=resources, selection=only_check)
+    [integrity] = [e for e in result.get_asset_check_evaluations() if e.check_name == "offline_integrity"]
+    assert not integrity.passed and integrity.severity == AssetCheckSeverity.ERROR
+    assert integrity.metadata["bad_files"].value == 1
+    [record] = integrity.metadata["bad_file_list"].value.records
+    assert record.data["file"] == Path(live).name and "column 'value'" in record.data["reason"]
+    assert Path(live).name in integrity.description
+
+
+def test_consistency_check_fails_with_error_on_a_corrupt_offline_file(resources) -> None:
+    from dataclasses import replace
+
+    from dagster import AssetSelection
+
+    from fs_dagster import build_online_consistency_checks
+    from fs_dagster.core.online.embedded import EmbeddedValkey
+    from hudi_testing import flip_bit_in_data_page
+
+    online_spec = replace(SPEC, name="online_readings", online_enabled=True)
+
+    @feature_group_asset(online_spec)
+    def online_readings() -> pd.DataFrame:
+        return _frame([float(i) for i in range(50)])
+
+    [check] = build_online_consistency_checks([online_spec], sample_size=10)
+    store = _store(resources)
+    try:
+        [evaluation] = materialize([online_readings, check], resources=resources).get_asset_check_evaluations()
+        assert evaluation.passed and evaluation.metadata["offline_bad_files"].value == 0
+        [live] = store.get_feature_group("online_readings")._reader().base_files()
+        flip_bit_in_data_page(Path(live), "value")
+        only_check = AssetSelection.checks_for_assets(online_readings)
+        result = materialize([online_readings, check], resources=resources, selection=only_check)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+        [record] = evaluation.metadata["offline_bad_file_list"].value.records
+        assert record.data["file"] == Path(live).name and "checksum" in record.data["reason"]
+    finally:
+        EmbeddedValkey(store.root).stop()

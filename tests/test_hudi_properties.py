@@ -9,8 +9,12 @@ counts, file-size limits and small-file placement.
 Semantics the model encodes (what a user of a feature store expects; Hudi's defaults agree):
 - A record is identified by (partition path, record key); the same key in two partitions is two records.
 - Within one batch, duplicates of a record are resolved by the largest precombine (event-time) value (a null
-  one loses to any value), ties and tables without a precombine field by the last occurrence. Across commits the newest write wins regardless of
-  its event time (Hudi's default ``OverwriteWithLatestAvroPayload``).
+  one loses to any value), ties and tables without a precombine field by the last occurrence. Across commits the
+  same rule (Hudi's ``DefaultHoodieRecordPayload``): the stored record stays when its precombine value is greater
+  than the incoming one (a null incoming value loses to a stored value); equal values or no precombine field: the
+  incoming row, the later commit, wins.
+- A batch row identical to its stored record (every column, nulls equal) or older than it is not written and is
+  not an update; a batch that writes nothing (and a delete of keys that are not there) makes no commit.
 - Null and empty partition values both go to ``__HIVE_DEFAULT_PARTITION__``; they are the same partition.
 - A delete with the partition columns removes that record; without them it removes the key from every partition.
 - A batch may add a nullable column: older rows read it as null; time travel to an older commit returns the
@@ -39,7 +43,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_s
 from fs_dagster.core.offline.hudi_properties import HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import HudiTableReader
 from fs_dagster.core.offline.hudi_writer import HudiWriter
-from hudi_testing import META, assert_table_clean, rs_changes, rs_read
+from hudi_testing import META, assert_table_clean, listing, rs_changes, rs_read
 
 LONG = os.environ.get("FS_DAGSTER_LONG_TESTS") == "1"
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -196,7 +200,10 @@ class HudiModelMachine(RuleBasedStateMachine):
         self.evolved = True
         for row in self.model.values():
             row["extra"] = None
-        self._upsert(rows, self.columns())
+        if not self._upsert(rows, self.columns()):  # nothing written: the column is not added either
+            self.evolved = False
+            for row in self.model.values():
+                del row["extra"]
 
     @rule(data=st.data(), with_partition=st.booleans())
     def delete(self, data: st.DataObject, with_partition: bool) -> None:
@@ -216,14 +223,15 @@ class HudiModelMachine(RuleBasedStateMachine):
         result = self.writer.delete(to_table(self.layout, rows, key_columns))
         assert result.rows_deleted == len(gone)
         assert result.rows_inserted == result.rows_updated == 0
-        if result.instant is None:
-            assert not gone and (not rows or not self.history)
+        if not gone:
+            assert result.instant is None, "a delete of keys that are not there must not commit"
             return
         for k in gone:
             del self.model[k]
         self._committed(result, "DELETE", {}, gone, 0, 0, before)
 
-    def _upsert(self, rows: list[dict], columns: list[str]) -> None:
+    def _upsert(self, rows: list[dict], columns: list[str]) -> bool:
+        """Upserts ``rows``, checks the outcome against the model; returns whether a commit was made."""
         winners: dict[tuple[str, str], tuple[Any, int, dict]] = {}
         for i, row in enumerate(rows):
             ts = row["ts"] if self.layout.precombine else None
@@ -231,18 +239,33 @@ class HudiModelMachine(RuleBasedStateMachine):
             key = self.key_of(row)
             if key not in winners or order >= winners[key][:2]:
                 winners[key] = (*order, row)
-        written = {k: dict(w[2]) for k, w in winners.items()}
+        written: dict[tuple[str, str], dict] = {}
+        unchanged = outdated = 0
+        for key, (*_, row) in winners.items():
+            stored = self.model.get(key)
+            if stored is not None and self.layout.precombine and stored["ts"] is not None and (
+                row["ts"] is None or stored["ts"] > row["ts"]
+            ):
+                outdated += 1  # the stored record is newer: it stays
+            elif stored is not None and all(stored.get(c) == row[c] for c in columns):
+                unchanged += 1
+            else:
+                written[key] = dict(row)
         inserted = sum(1 for k in written if k not in self.model)
         before = self._file_rows()
+        files_before = listing(self.path, include_lock=False) if self.history else {}
         result = self.writer.upsert(to_table(self.layout, rows, columns))
-        if not rows:
-            assert result.instant is None, "an empty batch must not commit"
-            return
         assert (result.rows_inserted, result.rows_updated) == (inserted, len(written) - inserted)
-        assert result.duplicates_dropped == len(rows) - len(written)
+        assert (result.rows_unchanged, result.rows_outdated) == (unchanged, outdated)
+        assert result.duplicates_dropped == len(rows) - len(winners)
+        if not written:
+            assert result.instant is None, "a batch that changes nothing must not commit"
+            assert not self.history or listing(self.path, include_lock=False) == files_before, "a batch without a commit touched files"
+            return False
         self.model.update({k: dict(v) for k, v in written.items()})
         self._committed(result, "UPSERT", written, set(), inserted, len(written) - inserted, before)
         self._check_file_placement(result, before)
+        return True
 
     # --- checks after every commit -------------------------------------------------------------------------
 

@@ -38,8 +38,10 @@ def test_sync_writes_latest_guards_older_and_propagates_deletes(fs) -> None:
     assert fg.last_online_sync.full and fg.last_online_sync.keys_written == 2
     assert fg.get_online([("a",)])[0]["value"] == 1.0  # newest event time of the batch
 
-    fg.insert(_rows(("a", "x", T - timedelta(days=1), -1.0)))  # a backfill of an older value
-    assert fg.last_online_sync.keys_written == 0 and fg.get_online([("a",)])[0]["value"] == 1.0
+    late = fg.insert(_rows(("a", "x", T - timedelta(days=1), -1.0)))  # a backfill of an older value
+    assert (late.instant, late.rows_outdated) == (None, 1)  # ignored offline too: both stores keep the newer row
+    assert fg.get_online([("a",)])[0]["value"] == 1.0
+    assert fg.read(where="sensor = 'a'")["value"].tolist() == [1.0]
 
     fg.insert(_rows(("a", "x", T, 9.0)))  # equal event time, later commit: wins
     assert fg.get_online([("a",)])[0]["value"] == 9.0 and not fg.last_online_sync.full
@@ -64,6 +66,24 @@ def test_full_sync_of_a_key_living_in_two_partitions_keeps_the_newest(fs) -> Non
         {"sensor": "b", "site": "y", "ts": T + timedelta(hours=1), "value": 4.0},  # newer in the second file
         {"sensor": "s2499", "site": "x", "ts": T, "value": 2499.0},
     ]
+
+
+def test_deleting_a_key_in_one_partition_serves_its_record_in_another(fs) -> None:
+    """A key whose partition value changed lives in both partitions offline; deleting its newer record (in one
+    partition) must leave the older one served online, as offline, not delete the key online."""
+    fg = _sensors(fs)
+    fg.insert(_rows(("a", "x", T, 1.0), ("b", "x", T, 5.0)))
+    fg.insert(_rows(("a", "y", T + timedelta(hours=1), 2.0)))  # moved to site y, newer
+    assert fg.get_online([("a",)])[0]["site"] == "y"
+    fg.delete(pd.DataFrame({"sensor": ["a"], "site": ["y"]}))  # the newer record goes; the one in x stays
+    assert fg.read(where="sensor = 'a'")["site"].tolist() == ["x"]
+    assert fg.get_online([("a",), ("b",)]) == [
+        {"sensor": "a", "site": "x", "ts": T, "value": 1.0},
+        {"sensor": "b", "site": "x", "ts": T, "value": 5.0},
+    ]
+    assert (fg.last_online_sync.keys_deleted, fg.last_online_sync.keys_written) == (0, 1)
+    fg.delete(pd.DataFrame({"sensor": ["a"], "site": ["x"]}))  # the last record: gone online too
+    assert fg.get_online([("a",)]) == [None] and fg.last_online_sync.keys_deleted == 1
 
 
 def test_a_new_feature_resyncs_every_row_including_files_written_before_it(fs) -> None:

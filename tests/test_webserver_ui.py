@@ -289,7 +289,7 @@ def test_ui_materializes_feature_groups_and_training_data_through_the_webserver(
             assert deps[group] == {source}, group
             assert not nodes[source]["isMaterializable"] and not deps[source]  # external source assets
             checks = {c["name"] for c in nodes[group]["assetChecksOrError"]["checks"]}
-            assert checks == {"online_offline_consistency", "pandera_schema"}, group
+            assert checks == {"online_offline_consistency", "pandera_schema", "offline_integrity"}, group
             assert nodes[group]["isPartitioned"] == (group != "aircraft")
 
         # --- "Materialize" on aircraft (button defaults), and January of the monthly groups (partition dialog),
@@ -318,7 +318,8 @@ def test_ui_materializes_feature_groups_and_training_data_through_the_webserver(
         assert {c["name"]: (c["executionForLatestMaterialization"]["status"],
                             c["executionForLatestMaterialization"]["runId"]) for c in definition[
                     "assetChecksOrError"]["checks"]} == {"online_offline_consistency": ("SUCCEEDED", aircraft_run),
-                                                         "pandera_schema": ("SUCCEEDED", aircraft_run)}
+                                                         "pandera_schema": ("SUCCEEDED", aircraft_run),
+                                                         "offline_integrity": ("SUCCEEDED", aircraft_run)}
 
         jan, feb = datetime(2013, 1, 1, tzinfo=timezone.utc), datetime(2013, 2, 1, tzinfo=timezone.utc)
         january_rows = len(NycFlightsSource().flights(jan, feb))

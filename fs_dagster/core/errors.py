@@ -51,3 +51,12 @@ class WriteFailedError(FeatureStoreError, OSError):
     """The storage refused a write (disk full, quota, read-only, I/O error). The message names the table and the
     file being written; the files of the failed commit were removed, so the table is as of its last commit.
     ``errno`` is the operating system's (``errno.ENOSPC`` for a full disk)."""
+
+
+class CorruptFileError(FeatureStoreError):
+    """A base file of a table cannot be trusted: a page checksum fails, it cannot be decoded, or it is missing or
+    not the size its commit recorded. The message names the file; nothing was written."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -19,6 +19,7 @@ from fs_dagster.core.offline.hudi_properties import HudiTableConfig
 from fs_dagster.core.offline.hudi_reader import AsOf, CommitInfo, HudiTableReader
 from fs_dagster.core.offline.hudi_schema import to_arrow
 from fs_dagster.core.offline.hudi_timeline import scan
+from fs_dagster.core.offline.hudi_verify import VerifyReport, verify_table
 from fs_dagster.core.offline.hudi_writer import CommitResult, HudiWriter
 from fs_dagster.core.online.online_store import OnlineStoreError
 from fs_dagster.core.online.sync import OnlineSyncResult, online_layout, sync_feature_group
@@ -186,8 +187,10 @@ class FeatureGroup:
     # --- writes -------------------------------------------------------------------------------------------
 
     def insert(self, data: Any, *, window: TimeWindow | None = None, sync_online: bool = True) -> CommitResult:
-        """Upserts rows: new primary keys are inserted, existing ones replaced (newest event time wins within
-        the batch). Nothing is written if any row is invalid.
+        """Upserts rows: new primary keys are inserted, existing ones replaced. The newer event time wins, within
+        the batch and against the stored row (equal: this later write wins), offline as online, so both stores
+        agree on every key; rows older than or identical to the stored ones are not written, and a batch that
+        changes nothing makes no commit (``result.instant`` None). Nothing is written if any row is invalid.
 
         Args:
             data: pandas DataFrame or Arrow table with every feature column.
@@ -209,8 +212,9 @@ class FeatureGroup:
     def delete(self, keys: Any) -> CommitResult:
         """Deletes rows by primary key (partition columns speed it up; without them every partition is searched).
 
-        Key values must have the key columns' types (an int key is not deleted by ``"2"`` or ``2.0``); errors
-        as for :meth:`insert`.
+        Key values must have the key columns' types (an int key is not deleted by ``"2"`` or ``2.0``); keys not
+        stored are ignored, and if none is, nothing is committed (``result.instant`` None). Errors as for
+        :meth:`insert`.
         """
         result = self._writer().delete(to_arrow(keys))
         self._after_commit(result)
@@ -462,6 +466,21 @@ class FeatureGroup:
             return []
         commits = list(reversed(self._reader().commits()))
         return commits[:limit] if limit else commits
+
+    def verify(self) -> VerifyReport:
+        """Checks every live base file of the latest commit: present, the size and row count its commit recorded,
+        every page decodable and matching its page checksum. Reads the whole table once.
+
+        Snapshot reads (DuckDB) do not verify page checksums; the writer (before merging a file) and the online
+        sync do. Run this (or the Dagster integrity check) to find files damaged at rest.
+
+        Returns:
+            The report: files, bytes and rows checked, and each bad file (path relative to the table) with the
+            reason; ``report.ok`` is False when any file is bad.
+        """
+        if not self.exists():
+            return VerifyReport(self.spec.key, None, 0, 0, 0)
+        return verify_table(self.path, name=self.spec.key)
 
     def schema(self) -> pa.Schema:
         """The table's data schema as of the latest commit."""

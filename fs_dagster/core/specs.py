@@ -88,8 +88,9 @@ class FeatureGroupSpec:
         name: feature group name (``weather_hourly``).
         version: a new version is a new table; use one to change a feature's type.
         primary_key: entity key column(s); unique per partition within the table.
-        event_time: when the row's values became true; newest wins among duplicates of one key in a batch, and
-            point-in-time joins use it. None for static features.
+        event_time: when the row's values became true; the newest wins, among duplicates of one key in a batch
+            and against the stored row (equal times: the later write), offline and online alike; point-in-time
+            joins use it. None for static features (then the latest write wins).
         partition_key: column(s) whose values partition the offline table (folders).
         online_enabled: keep the latest row per key in the online store.
         online_ttl_seconds: online values expire this long after their last write (None: never).

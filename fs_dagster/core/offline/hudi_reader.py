@@ -1,5 +1,9 @@
 """Reads Hudi Copy-on-Write tables: hudi-rs plans (timeline, file slices, time travel, incremental ranges),
 DuckDB reads the listed base files (projection and filters pushed into Parquet, far faster than whole-file reads).
+
+Page checksums: DuckDB (1.5) does not verify them, so snapshot, time-travel and incremental reads would return a
+page with a flipped bit as wrong values; :meth:`HudiTableReader.read_by_file` (online sync) reads with pyarrow and
+verifies them, and :func:`fs_dagster.core.offline.hudi_verify.verify_table` checks a whole table.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hudi import HudiQueryType, HudiReadOptions, HudiTable
 
 from fs_dagster.core.errors import (
@@ -31,6 +34,7 @@ from fs_dagster.core.offline import hudi_integrity as integrity
 from fs_dagster.core.offline.hudi_properties import HOODIE_DIR, PROPERTIES_FILE
 from fs_dagster.core.offline.hudi_schema import META_COLUMNS
 from fs_dagster.core.offline.hudi_timeline import datetime_to_instant, instant_to_datetime
+from fs_dagster.core.offline.hudi_verify import open_base_file, read_parquet_file
 
 AsOf = str | datetime | None
 _V8_COMMIT_FILE = re.compile(r"^(\d{17})_(\d{17})\.commit$")
@@ -369,18 +373,21 @@ class HudiTableReader:
 
     def _read_file(self, path: str, columns: list[str]) -> pa.Table:
         """One base file as the snapshot has it: with pyarrow's Parquet reader (~3x faster than a DuckDB scan of
-        it) when its columns have the table's types, else (another writer's physical types) with the DuckDB scan;
-        columns the file predates (schema evolution) are nulls, as in a snapshot read."""
+        it), its page checksums verified (``CorruptFileError`` naming the file), when its columns have the table's
+        types, else (another writer's physical types) with the DuckDB scan; columns the file predates (schema
+        evolution) are nulls, as in a snapshot read."""
         expected = self._schema_of(columns)
         try:
-            parquet = pq.ParquetFile(path)
-        except FileNotFoundError:
-            raise integrity.missing_file(self.base_path, os.path.relpath(path, self.base_path)) from None
-        stored = parquet.schema_arrow
-        present = [c for c in columns if stored.get_field_index(c) >= 0]
-        if all(stored.field(c).type == expected.field(c).type for c in present):
-            table = parquet.read(columns=present)
-        else:
+            with open_base_file(path) as parquet:
+                stored = parquet.schema_arrow
+                present = [c for c in columns if stored.get_field_index(c) >= 0]
+                same_types = all(stored.field(c).type == expected.field(c).type for c in present)
+                table = read_parquet_file(parquet, path, present) if same_types else None
+        except CorruptFileError:
+            if not os.path.exists(path):  # a live file gone: damage to the table, named with its commit
+                raise integrity.missing_file(self.base_path, os.path.relpath(path, self.base_path)) from None
+            raise
+        if table is None:
             table = self._scan([path], present, None)
         if len(present) < len(columns):
             table = pa.table([table[c] if c in present else pa.nulls(table.num_rows, expected.field(c).type)
@@ -426,6 +433,28 @@ class HudiTableReader:
             finally:
                 con.unregister("fs_before")
                 con.unregister("fs_after")
+
+    @_one_table
+    def read_records(self, record_keys: pa.Array | pa.ChunkedArray, columns: Sequence[str]) -> pa.Table:
+        """Rows of the latest snapshot whose ``_hoodie_record_key`` is one of ``record_keys``, in every partition
+        (a key whose partition value changed lives in several). ``columns`` may name meta columns."""
+        files = self.base_files()
+        projection = list(columns)
+        if not files or not len(record_keys):
+            return self._empty(projection)
+        keys = pa.table({"_hoodie_record_key": record_keys})
+        select = ", ".join(quote_identifier(c) for c in projection)
+        with self._lock:
+            con = self._con()
+            con.register("fs_record_keys", keys)
+            try:
+                result = con.sql(
+                    f"SELECT {select} FROM {self._source(files)} SEMI JOIN fs_record_keys USING (_hoodie_record_key)"
+                ).fetch_arrow_table()
+            finally:
+                con.unregister("fs_record_keys")
+        expected = self._schema_of(projection)
+        return result.cast(expected) if result.schema != expected else result
 
     @_one_table
     def count(self, as_of: AsOf = None) -> int:

@@ -67,6 +67,7 @@ from fs_dagster.core.offline.hudi_timeline import (
     rollback_pending,
     scan,
 )
+from fs_dagster.core.offline.hudi_verify import read_base_file
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 log = logging.getLogger(__name__)
@@ -89,7 +90,12 @@ class FileWrite:
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What one write did. ``instant`` is None when the batch was empty and nothing was committed."""
+    """What one write did. ``instant`` is None when nothing was committed: the batch was empty, or it changed
+    nothing (every row identical to the stored one or older than it, every key to delete absent).
+
+    ``rows_unchanged`` counts batch rows identical to their stored record, ``rows_outdated`` those older (by event
+    time) than their stored record, which is kept; neither is an update.
+    """
 
     instant: str | None
     operation: str
@@ -100,6 +106,8 @@ class CommitResult:
     columns_added: tuple[str, ...] = ()
     rolled_back: tuple[str, ...] = ()
     duplicates_dropped: int = 0
+    rows_unchanged: int = 0
+    rows_outdated: int = 0
 
     @property
     def rows_written(self) -> int:
@@ -126,6 +134,13 @@ class _FileGroupPlan:
     num_inserts: int = 0
     num_updates: int = 0
     num_deletes: int = 0
+    num_unchanged: int = 0  # batch rows identical to this file's stored record (not written)
+    num_outdated: int = 0  # batch rows older than this file's stored record (not written)
+
+    @property
+    def changes(self) -> bool:
+        """Whether this file group gets a new base file (it holds rows to insert, update or delete)."""
+        return bool(self.written or self.num_deletes)
 
     def rows(self) -> int:
         kept = self.kept.num_rows if self.kept is not None else self.prev_rows
@@ -175,12 +190,21 @@ class HudiWriter:
     # --- public operations -------------------------------------------------------------------------------
 
     def upsert(self, data: Any) -> CommitResult:
-        """Inserts new keys and replaces existing ones. Within the batch the largest precombine value wins,
-        then the last occurrence."""
+        """Inserts new records and replaces existing ones, by the precombine (event-time) field like Hudi's
+        ``DefaultHoodieRecordPayload``.
+
+        A record is (partition path, record key). Within the batch the largest precombine value wins, then the last
+        occurrence. Against the stored record, the incoming row wins unless the stored precombine value is greater
+        (equal: the incoming row, the later commit, wins; a null value loses to any value), which is the online
+        store's rule too, so both stores settle every key the same way. Rows identical to their stored record and
+        rows older than it are not written and not counted as updates; a batch that changes nothing makes no
+        commit (``instant`` None). Without a precombine field the latest write wins.
+        """
         return self._write(to_arrow(data), "UPSERT")
 
     def delete(self, keys: Any) -> CommitResult:
-        """Deletes rows by record key. Without the partition columns every partition is searched."""
+        """Deletes rows by record key. Without the partition columns every partition is searched. Keys that are not
+        stored are ignored; when none is, nothing is committed (``instant`` None)."""
         return self._write(to_arrow(keys), "DELETE")
 
     @property
@@ -266,12 +290,28 @@ class HudiWriter:
             if prepared.table.num_rows == 0:
                 return CommitResult(instant=None, operation=operation, rolled_back=rolled_back)
 
+            # planned before the instant is requested: a batch that changes nothing leaves no trace on the timeline
+            plans = self._plan(prepared, config, operation, commits)
+            unchanged = sum(p.num_unchanged for p in plans)
+            outdated = sum(p.num_outdated for p in plans)
+            plans = [p for p in plans if p.changes]
+            # a new column alone is no commit either: a commit without a file holding the column would list a column
+            # no base file has; the first commit that writes a row carrying it adds it
+            if not plans:
+                return CommitResult(
+                    instant=None,
+                    operation=operation,
+                    rolled_back=rolled_back,
+                    duplicates_dropped=prepared.duplicates_dropped,
+                    rows_unchanged=unchanged,
+                    rows_outdated=outdated,
+                )
+
             instant = undo.instant = next_instant(state)
             hoodie = self.base_path / HOODIE_DIR
             _write_file(hoodie / f"{instant}.commit.requested", b"", self.durable)
             fault_points.reached("after_requested")
 
-            plans = self._plan(prepared, config, operation, commits)
             _write_file(hoodie / f"{instant}.inflight", _inflight_json(plans, operation), self.durable)
             fault_points.reached("after_inflight")
 
@@ -295,6 +335,8 @@ class HudiWriter:
             columns_added=prepared.columns_added,
             rolled_back=rolled_back,
             duplicates_dropped=prepared.duplicates_dropped,
+            rows_unchanged=unchanged,
+            rows_outdated=outdated,
         )
 
     def _refuse_lost_commits(self, state: TimelineState) -> None:
@@ -365,6 +407,12 @@ class HudiWriter:
     def _plan(
         self, prepared: _PreparedBatch, config: HudiTableConfig, operation: str, commits: list[integrity.CommitFiles]
     ) -> list[_FileGroupPlan]:
+        """Which file groups get a new base file, and with which rows. Plans of file groups holding batch keys
+        without changing them are returned too (``changes`` False), for their counts of unchanged/outdated rows.
+
+        Every existing file read here is verified against its page checksums, so a corrupt file is refused
+        (``CorruptFileError`` naming it) rather than its wrong values copied into the new base file.
+        """
         slices = _latest_file_slices(self.base_path, commits)
         plans: list[_FileGroupPlan] = []
         if prepared.has_partitions:
@@ -383,15 +431,25 @@ class HudiWriter:
                 n_hit = pc.sum(hit).as_py() or 0
                 plan = _FileGroupPlan(partition_path, file_id, rel_path, commit_time, prev_rows=len(slice_keys))
                 if n_hit:
-                    plan.kept = pq.read_table(self.base_path / rel_path).filter(pc.invert(hit))
+                    stored = read_base_file(self.base_path / rel_path)
                     if operation == "DELETE":
+                        plan.kept = stored.filter(pc.invert(hit))
                         plan.num_deletes = n_hit
                     else:
                         # the hit keys are exactly the batch keys this file holds: a set of n_hit, not of the file
                         mine = pc.is_in(batch_keys, value_set=slice_keys.filter(hit))
-                        plan.written.append(rows.filter(mine))
-                        plan.num_updates = n_hit
                         found = mine if found is None else pc.or_(found, mine)
+                        merge = _merge_with_stored(stored.filter(hit), rows.filter(mine), prepared.schema,
+                                                   config.precombine_field)
+                        plan.num_unchanged, plan.num_outdated = merge.unchanged, merge.outdated
+                        if merge.replacing.num_rows:
+                            replaced = hit if merge.replacing.num_rows == n_hit else pc.is_in(
+                                stored["_hoodie_record_key"], value_set=merge.replacing[KEY_COLUMN])
+                            plan.kept = stored.filter(pc.invert(replaced))
+                            plan.written.append(merge.replacing)
+                            plan.num_updates = merge.replacing.num_rows
+                        else:
+                            plan.kept = stored  # untouched unless it takes inserts (already read: not read again)
                     touched.append(plan)
                 elif operation != "DELETE":
                     touched.append(plan)  # candidate small file for inserts; dropped below if unused
@@ -400,6 +458,9 @@ class HudiWriter:
                 continue
             new_rows = rows.filter(pc.invert(found)) if found is not None else rows
             plans.extend(self._place_inserts(partition_path, touched, new_rows))
+        for plan in plans:  # small files chosen for inserts: read (and verified) before anything is written
+            if plan.kept is None and plan.prev_path is not None and plan.changes:
+                plan.kept = read_base_file(self.base_path / plan.prev_path)
         return plans
 
     def _place_inserts(
@@ -417,7 +478,7 @@ class HudiWriter:
             plan.written.append(take)
             plan.num_inserts += take.num_rows
             offset += take.num_rows
-        used = [p for p in candidates if p.written or p.num_deletes]
+        used = [p for p in candidates if p.changes or p.num_unchanged or p.num_outdated]
         while offset < new_rows.num_rows:
             take = new_rows.slice(offset, self.max_file_rows)
             plan = _FileGroupPlan(partition_path, f"{uuid.uuid4()}-0")
@@ -430,10 +491,7 @@ class HudiWriter:
     def _write_file_groups(
         self, plans: list[_FileGroupPlan], prepared: _PreparedBatch, config: HudiTableConfig, instant: str
     ) -> list[FileWrite]:
-        files: list[FileWrite] = []
-        for plan in plans:
-            if plan.kept is None and plan.prev_path is not None:  # a small file chosen for inserts
-                plan.kept = pq.read_table(self.base_path / plan.prev_path)
+        files: list[FileWrite] = []  # (small files chosen for inserts were read by _plan)
         new_partitions = {p.partition_path for p in plans}
         partition_depth = len(config.partition_fields)
         for partition_path in sorted(new_partitions):
@@ -783,8 +841,67 @@ def _naming(path: Path) -> Iterator[None]:
 
 def _read_slice_keys(base_path: Path, slices: list[tuple[str, str, str]]):
     for file_id, rel_path, commit_time in slices:
-        keys = pq.read_table(base_path / rel_path, columns=["_hoodie_record_key"])["_hoodie_record_key"]
+        keys = read_base_file(base_path / rel_path, columns=["_hoodie_record_key"])["_hoodie_record_key"]
         yield file_id, rel_path, commit_time, keys
+
+
+@dataclass(frozen=True)
+class _Merge:
+    """How a file's stored records meet the batch rows of the same keys."""
+
+    replacing: pa.Table  # batch rows that replace their stored record (in batch order)
+    unchanged: int  # batch rows identical to their stored record
+    outdated: int  # batch rows older (precombine) than their stored record, which is kept
+
+
+def _merge_with_stored(stored: pa.Table, incoming: pa.Table, schema: pa.Schema, precombine: str | None) -> _Merge:
+    """Hudi's ``DefaultHoodieRecordPayload`` rule per record: the stored record stays when its precombine value is
+    greater than the incoming one (a null value loses to any value); otherwise the incoming row replaces it, unless
+    every column is identical (nulls equal nulls, NaN equals NaN), when there is nothing to write.
+
+    Args:
+        stored: one file's records of the batch keys (meta and data columns, as the file has them).
+        incoming: the batch rows of exactly those keys, one per key (prepared: table schema plus KEY_COLUMN).
+        schema: the table's data schema after this write (columns a file predates compare as nulls).
+        precombine: the precombine (event-time) column, None to let every incoming row win.
+    """
+    stored_order = pc.sort_indices(stored["_hoodie_record_key"])
+    incoming_order = pc.sort_indices(incoming[KEY_COLUMN])  # both hold the same unique keys: sorted, they align
+    old = _align(stored.take(stored_order), schema)
+    new = _align(incoming.take(incoming_order), schema)
+    outdated = pa.chunked_array([pa.repeat(False, new.num_rows)], pa.bool_())
+    if precombine:
+        ours, theirs = old[precombine], new[precombine]
+        newer_stored = pc.fill_null(pc.greater(ours, theirs), False)
+        outdated = pc.or_(newer_stored, pc.and_(pc.is_valid(ours), pc.is_null(theirs)))
+    identical = _same_values(old.column(0), new.column(0))
+    for name in schema.names[1:]:
+        identical = pc.and_(identical, _same_values(old[name], new[name]))
+    unchanged = pc.and_(identical, pc.invert(outdated))
+    replace = pc.invert(pc.or_(outdated, unchanged))
+    positions = incoming_order.filter(_one_chunk(replace)).to_numpy()
+    return _Merge(
+        replacing=incoming.take(np.sort(positions)),
+        unchanged=pc.sum(unchanged).as_py() or 0,
+        outdated=pc.sum(outdated).as_py() or 0,
+    )
+
+
+def _one_chunk(mask: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+
+
+def _same_values(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """Element-wise "the same value": equal, or both null, or (floats) both NaN. Never null."""
+    try:
+        equal = pc.equal(a, b)
+    except pa.ArrowNotImplementedError:  # nested types of Spark-written tables (lists, structs, maps): no kernel
+        return pa.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], pa.bool_())
+    same = pc.or_(pc.fill_null(equal, False), pc.and_(pc.is_null(a), pc.is_null(b)))
+    if pa.types.is_floating(a.type):
+        both_nan = pc.and_(pc.fill_null(pc.is_nan(a), False), pc.fill_null(pc.is_nan(b), False))
+        same = pc.or_(same, both_nan)
+    return same
 
 
 # --- file assembly ------------------------------------------------------------------------------------------
@@ -857,6 +974,11 @@ def _usable_cores() -> int:
 _PLAIN_ENCODED = frozenset({"_hoodie_commit_seqno", "_hoodie_record_key"})
 
 
+# A CRC-32 in every page header (parquet-mr, hence Spark, writes them by default too): a bit flipped on disk is
+# then an error in every verified read (the writer's merge, online sync, ``verify``) instead of wrong values.
+PAGE_CHECKSUMS = True
+
+
 def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
     dictionary = [name for name in table.column_names if name not in _PLAIN_ENCODED]
     with _naming(path), open(path, "wb") as handle:
@@ -867,6 +989,7 @@ def _write_parquet(table: pa.Table, path: Path, durable: bool) -> int:
             coerce_timestamps="us",
             allow_truncated_timestamps=False,
             use_dictionary=dictionary,
+            write_page_checksum=PAGE_CHECKSUMS,
         )
         handle.flush()
         if durable:

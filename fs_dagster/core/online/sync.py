@@ -76,6 +76,37 @@ def _unique_keys(rows: pa.Table, layout: OnlineLayout) -> pa.Array | None:
     return None
 
 
+def _resettle_deleted(
+    spec: FeatureGroupSpec,
+    reader: HudiTableReader,
+    online: OnlineStore,
+    layout: OnlineLayout,
+    gone: pa.Table,
+    rows: pa.Table,
+    data_columns: list[str],
+) -> tuple[int, int, pa.Table]:
+    """Keys deleted in some partition of a partitioned group: a key whose partition value changed lives in several
+    partitions offline, and what it serves is its newest record among them. So each such key is settled again from
+    the latest snapshot: deleted online, then its newest surviving record (if any) written. The guard alone cannot
+    do it: the deleted record may be newer than the survivor, and a survivor need not be among the changed rows.
+
+    Returns:
+        (keys deleted for good, keys re-written from a surviving record, ``rows`` without the settled keys).
+    """
+    affected = pa.array(sorted(set(layout.encode_keys(gone))), pa.large_binary())
+    survivors = latest_per_key(
+        reader.read_records(pc.unique(gone["_hoodie_record_key"]), [COMMIT_TIME, *data_columns]), spec
+    )
+    online.delete(affected.to_pylist())
+    rewritten = 0
+    if survivors.num_rows:
+        rewritten = online.write(layout, survivors.drop_columns([COMMIT_TIME]), survivors[COMMIT_TIME],
+                                 spec.online_ttl_seconds, unique_keys=True)
+    if rows.num_rows:  # their changed rows are in the snapshot the survivors came from: settled already
+        rows = rows.filter(pc.invert(pc.is_in(layout.key_array(rows), value_set=affected)))
+    return len(affected) - survivors.num_rows, rewritten, rows
+
+
 def sync_feature_group(
     spec: FeatureGroupSpec,
     reader: HudiTableReader,
@@ -94,12 +125,14 @@ def sync_feature_group(
         return OnlineSyncResult(marker, latest, False, 0, 0, 0, time.perf_counter() - started)
     incremental = marker is not None and not full and marker < latest
     data_columns = list(schema.names)
-    deleted = 0
+    deleted = resettled = 0
     if incremental:
         rows = reader.read_changes(marker, latest, columns=[COMMIT_TIME, *data_columns], with_meta=False)
         gone = reader.deleted_keys(marker, latest, columns=list(spec.primary_key))
-        if gone.num_rows:
-            still = latest_per_key(rows, spec)  # a key deleted in one partition may live on in another
+        if gone.num_rows and spec.partition_key:
+            deleted, resettled, rows = _resettle_deleted(spec, reader, online, layout, gone, rows, data_columns)
+        elif gone.num_rows:
+            still = latest_per_key(rows, spec)  # deleted, then written again within the synced commits
             gone_keys = set(layout.encode_keys(gone)) - set(layout.encode_keys(still))
             deleted = online.delete(sorted(gone_keys))
     else:
@@ -123,8 +156,8 @@ def sync_feature_group(
         from_instant=marker if incremental else None,
         to_instant=latest,
         full=not incremental,
-        rows_offered=rows.num_rows,
-        keys_written=written,
+        rows_offered=rows.num_rows + resettled,
+        keys_written=written + resettled,
         keys_deleted=deleted,
         seconds=time.perf_counter() - started,
     )
