@@ -240,7 +240,8 @@ def test_partition_runs_backfills_and_idempotent_reruns(resources) -> None:
     md = event.metadata
     assert fg_of().count() == 3  # re-run: no duplicates, and the same data is no new commit
     assert (md["fs_dagster/rows_updated"].value, md["fs_dagster/rows_unchanged"].value) == (0, 3)
-    assert fg_of().latest_commit() == first and event.tags["dagster/data_version"] == first
+    # (a partition's data version: the newest commit among its rows / their count)
+    assert fg_of().latest_commit() == first and event.tags["dagster/data_version"] == f"{first}/3"
 
     with instance_for_test() as instance:  # single-run backfill over a range of partitions
         ranged = materialize(
@@ -313,23 +314,25 @@ def test_single_run_backfill_gives_each_partition_its_own_figures(resources) -> 
             assert md["fs_dagster/commit_rows_inserted"].value == 16
         assert {e.tags["dagster/data_version"] for e in events.values()} == {f"{instant}/16"}
 
-        # the backfill again, with one row more in February: January and March are rewritten, February grows
+        # the backfill again, with one row more in February: January and March are sent unchanged (not rewritten),
+        # February grows
         frames[2] = _month(2, [20.0, 21.0, 22.0])
         again = _events_by_partition(
             materialize([_monthly_asset(frames)], resources=resources, instance=instance, tags=RANGE))
         figures = {k: (md.metadata["fs_dagster/rows_inserted"].value, md.metadata["fs_dagster/rows_updated"].value,
                        md.metadata["dagster/row_count"].value) for k, md in again.items()}
-        assert figures == {"2024-01-01": (0, 5, 5), "2024-02-01": (1, 2, 3), "2024-03-01": (0, 9, 9)}
+        assert figures == {"2024-01-01": (0, 0, 5), "2024-02-01": (1, 0, 3), "2024-03-01": (0, 0, 9)}
         md = again["2024-02-01"].metadata
-        assert (md["fs_dagster/commit_rows_inserted"].value, md["fs_dagster/commit_rows_updated"].value) == (1, 16)
+        assert (md["fs_dagster/commit_rows_inserted"].value, md["fs_dagster/commit_rows_updated"].value) == (1, 0)
 
         # a single partition run describes its partition the same way
         [event] = materialize([_monthly_asset(frames)], resources=resources, instance=instance,
                               partition_key="2024-03-01").get_asset_materialization_events()
         md = event.materialization.metadata
-        assert (md["dagster/row_count"].value, md["fs_dagster/rows_updated"].value) == (9, 9)
+        assert (md["dagster/row_count"].value, md["fs_dagster/rows_updated"].value) == (9, 0)
         assert md["fs_dagster/table_row_count"].value == 17
-        assert event.materialization.tags["dagster/data_version"] == f"{fg.latest_commit()}/9"
+        # nothing changed in March since the first backfill: its content version is that commit's
+        assert event.materialization.tags["dagster/data_version"] == f"{instant}/9" != f"{fg.latest_commit()}/9"
 
 
 def test_io_manager_gives_each_partition_its_own_figures(resources) -> None:

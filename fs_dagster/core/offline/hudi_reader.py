@@ -25,6 +25,7 @@ from hudi import HudiQueryType, HudiReadOptions, HudiTable
 
 from fs_dagster.core.errors import (
     CommitNotFoundError,
+    CorruptFileError,
     DamagedTableError,
     FeatureStoreError,
     IncompatibleTableError,
