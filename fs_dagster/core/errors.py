@@ -32,3 +32,7 @@ class CommitNotFoundError(FeatureStoreError, LookupError):
 
 class NotFoundError(FeatureStoreError, LookupError):
     """A feature group, feature view or other registry entry that does not exist."""
+
+
+class DeploymentError(FeatureStoreError):
+    """A model deployment could not be started, switched or stopped; the message names the deployment and cause."""
