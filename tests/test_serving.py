@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from fs_dagster import FeatureStore, InvalidDataError
+from fs_dagster import FeatureStore, InvalidDataError, NotFoundError
 from fs_dagster.cli import main as cli
 from fs_dagster.core.errors import DeploymentError
 from fs_dagster.core.models.artifacts import ModelIntegrityError
@@ -365,6 +365,33 @@ def _expect_refused(dep: Deployment) -> None:
     with pytest.raises(DeploymentError, match=r"switch to late_trips v3 refused, still serving late_trips v1: "
                                               r"ModelIntegrityError.*model\.joblib changed"):
         dep.switch_to(3)
+
+
+def test_a_start_that_cannot_load_says_why_and_leaves_no_process(world) -> None:
+    dep = world.fs.create_deployment("broken_api", world.v3)  # checked: v3 loads
+    artifact = world.v3.path / "model.joblib"
+    original = artifact.read_bytes()
+    artifact.write_bytes(original + b"tampered")
+    try:
+        with pytest.raises(DeploymentError, match=r"broken_api: the server exited with code \d+ at start; loading "
+                                                  r"late_trips v3 failed: ModelIntegrityError: .*model\.joblib changed"):
+            dep.start(timeout=90)
+        assert dep.status().state == "stopped" and dep.state["process"] is None
+        assert processes.group_members(_last_spawned_pid(dep)) == []  # nothing of that server is left
+    finally:
+        artifact.write_bytes(original)
+    dep.delete()
+    assert not dep.home.exists()
+    with pytest.raises(NotFoundError, match=r"deployment 'broken_api' not found .* deployments: late_api"):
+        world.fs.get_deployment("broken_api")
+
+
+def _last_spawned_pid(dep: Deployment) -> int:
+    """The pid of the deployment's last server, from the load records its worker left (its parent)."""
+    from fs_dagster.core.serving.state_files import read_loads
+
+    records, _ = read_loads(dep.home)
+    return records[-1]["ppid"]
 
 
 def _cli(world: World, *args: str) -> tuple[int, str]:

@@ -19,6 +19,7 @@ signalled. The serving process's files live in ``<root>/<project>/deployments/<n
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,9 +154,13 @@ class Deployment:
                     **record.to_dict(), "port": port, "metrics_port": metrics_port, "starting": True,
                     "started_at": _now(), "model_version": self.model_version}))
 
-            result = local.launch(self.home, settings, self.target, port=state.get("port"),
-                                  workers=int(state.get("workers", 1)), threads=int(state.get("threads", 1)),
-                                  secrets=self._secrets(), timeout=timeout, on_spawn=spawned)
+            try:
+                result = local.launch(self.home, settings, self.target, port=state.get("port"),
+                                      workers=int(state.get("workers", 1)), threads=int(state.get("threads", 1)),
+                                      secrets=self._secrets(), timeout=timeout, on_spawn=spawned)
+            except BaseException:
+                self._update(lambda s: s.__setitem__("process", None))  # (launch stopped what it started)
+                raise
             self._update(lambda s: s.__setitem__("process", {
                 **result.record.to_dict(), "port": result.port, "metrics_port": result.metrics_port,
                 "started_at": _now(), "startup_seconds": round(result.startup_seconds, 3),
@@ -311,7 +316,8 @@ class Deployment:
         return inference_log_group(self._store, self.name)
 
     def delete(self) -> None:
-        """Stops the server and removes the deployment (its inference-log feature group stays)."""
+        """Stops the server and removes the deployment and its folder (its inference-log feature group, and what
+        its Valkey stream still holds, stay: flush first)."""
         self.stop()
         project = self._store.project
 
@@ -321,6 +327,7 @@ class Deployment:
                 session.delete(row)
 
         self._store.registry._write(f"deleting deployment {self.name!r}", work)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     # --- plumbing -----------------------------------------------------------------------------------------------
 

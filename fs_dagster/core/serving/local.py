@@ -35,6 +35,7 @@ from fs_dagster.core.serving.client import ServingClient
 from fs_dagster.core.serving.processes import ProcessRecord
 from fs_dagster.core.serving.settings import ServingSettings
 from fs_dagster.core.serving.state_files import (
+    LOADS,
     SERVER_LOG,
     Pointer,
     Target,
@@ -106,6 +107,7 @@ def launch(home: Path, settings: ServingSettings, target: Target, *, port: int |
         DeploymentError: the server exited (its load error and log tail in the message) or did not answer in time.
     """
     home.mkdir(parents=True, exist_ok=True)
+    _rotate(home)
     write_pointer(home, Pointer(target, None))
     for attempt in range(3):
         chosen = port or free_port()
@@ -120,6 +122,14 @@ def launch(home: Path, settings: ServingSettings, target: Target, *, port: int |
 
 class _PortInUse(Exception):
     pass
+
+
+def _rotate(home: Path, keep_bytes: int = 10 << 20) -> None:
+    """Before a start (no worker runs): forget old load records, keep one previous server log when it grew large."""
+    (home / LOADS).unlink(missing_ok=True)
+    log = home / SERVER_LOG
+    if log.exists() and log.stat().st_size > keep_bytes:
+        os.replace(log, home / (SERVER_LOG + ".1"))
 
 
 def _launch_once(home: Path, settings: ServingSettings, target: Target, port: int, metrics_port: int, workers: int,

@@ -70,7 +70,11 @@ class FeatureStoreModel:
         self._fallback_from: Target | None = None
         # import the heavy modules now, in the master: workers forked later (a rolling switch) start with them
         import fs_dagster.core.store  # noqa: F401
-        import sklearn  # noqa: F401
+
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:  # (only python-flavor models here)
+            pass
 
     # --- lifecycle (in each worker) -----------------------------------------------------------------------------
 
