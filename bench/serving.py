@@ -274,8 +274,8 @@ class Bench:
         took = time.perf_counter() - started
         self.extra.add("inference-log flush into Hudi (`flush_inference_log`)",
                        f"{result.rows / took:,.0f} rows/s ({result.rows:,} rows, {result.entries:,} requests, "
-                       f"{took:.2f} s)", f"{len(result.commits)} commit(s); logger dropped {stats['dropped']} of "
-                       f"{stats['queued']:,} records")
+                       f"{took:.2f} s)", f"{len(result.commits)} commit(s); the current worker's logger dropped "
+                       f"{stats['dropped']} of {stats['queued']:,} records")
 
 
 def main(argv: list[str] | None = None) -> int:
