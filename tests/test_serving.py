@@ -275,6 +275,7 @@ class _Firing(threading.Thread):
         super().__init__(daemon=True)
         self.client = world.client()
         self.records: list[tuple[float, float, object, str | None]] = []
+        self.request_ids: list[str] = []
         self.halt = threading.Event()
         self.payload = {"jsonData": {"entities": [{"trip_id": 5, "zone": "west"}]}}
 
@@ -284,6 +285,7 @@ class _Firing(threading.Thread):
             try:
                 answer = self.client.predict(self.payload)
                 self.records.append((start, time.monotonic(), answer["model_version"], None))
+                self.request_ids.append(answer["request_id"])
             except Exception as exc:  # noqa: BLE001 - every failure is a finding
                 self.records.append((start, time.monotonic(), None, repr(exc)))
 
@@ -335,12 +337,20 @@ def test_rolling_switch_answers_every_request_and_rollback_is_one_call(world) ->
     with pytest.raises(InvalidDataError, match=r"rollback target of deployment\(s\) \['late_api'\]"):
         world.v1.delete()
 
+    answered = list(firing.request_ids)
     report, firing, _ = _switch_under_fire(world, dep.rollback)
+    answered += firing.request_ids
     print(f"rollback v2 -> v1: {len(firing.records)} requests, 0 failed, longest gap "
           f"{firing.gap(0) * 1000:.0f} ms")
     assert firing.records[-1][2] == 1 and dep.health()["model_version"] == 1
     assert (dep.model_version, dep.previous_version) == (1, 2)
     assert [h["action"] for h in dep.state["history"]] == ["create", "switch", "switch"]
+    # every answer of the retired workers was logged too (a worker sends what it holds when it leaves)
+    _wait_logged(dep)
+    dep.flush_inference_log()
+    logged = set(dep.inference_log_group().read(columns=["request_id"])["request_id"])
+    missing = [r for r in answered if r not in logged]
+    assert not missing, f"{len(missing)} of {len(answered)} answered requests not logged"
 
 
 def test_a_version_that_cannot_load_never_reaches_or_stops_the_server(world, monkeypatch) -> None:
