@@ -6,6 +6,9 @@ Examples:
     fs-dagster --root .demo/store --project flights search "delay"
     fs-dagster --root .demo/store --project flights stats weather_hourly
     fs-dagster --root .demo/store --project flights verify weather_hourly   # exit 1 naming any bad file
+    fs-dagster --root .demo/store --project flights deployment create delays_api --model delays --version 3
+    fs-dagster --root .demo/store --project flights deployment start delays_api
+    fs-dagster --root .demo/store --project flights deployment list
 """
 
 from __future__ import annotations
@@ -43,7 +46,92 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--version", type=int)
     valkey = sub.add_parser("valkey", help="the root's embedded online store server: start, stop or status")
     valkey.add_argument("action", choices=["start", "stop", "status"])
+    _deployment_parser(sub)
     return parser
+
+
+def _deployment_parser(sub: argparse._SubParsersAction) -> None:
+    deployment = sub.add_parser("deployment", help="model deployments served by seldon-core")
+    actions = deployment.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="deployments with their model version and state")
+    for action, text in (("status", "running or stopped (exit code 3 when stopped)"),
+                         ("start", "start the local server on 127.0.0.1"), ("stop", "stop the local server"),
+                         ("health", "the server's health: loaded version, pid, inference-log counters (JSON)"),
+                         ("rollback", "switch back to the previous model version"),
+                         ("delete", "stop and unregister the deployment"),
+                         ("flush-log", "move logged requests into the inference-log feature group")):
+        actions.add_parser(action, help=text).add_argument("name")
+    create = actions.add_parser("create", help="register a deployment of a model version")
+    create.add_argument("name")
+    create.add_argument("--model", required=True)
+    create.add_argument("--version", type=int, help="model version (default: the latest)")
+    create.add_argument("--port", type=int, help="fixed HTTP port (default: a free one at every start)")
+    create.add_argument("--workers", type=int, default=1)
+    create.add_argument("--threads", type=int, default=1)
+    create.add_argument("--max-batch", type=int, default=10_000)
+    create.add_argument("--no-inference-log", action="store_true")
+    switch = actions.add_parser("switch", help="serve another version of the model (rolling when running)")
+    switch.add_argument("name")
+    switch.add_argument("version", type=int)
+    manifest = actions.add_parser("manifest", help="SeldonDeployment YAML for Kubernetes")
+    manifest.add_argument("name")
+    manifest.add_argument("--image", required=True)
+    manifest.add_argument("--online-url", help="the Valkey the pod reaches (valkey://host:6379/0)")
+    manifest.add_argument("--store-root", help="the store root as mounted in the pod")
+    manifest.add_argument("--namespace")
+    manifest.add_argument("--secret-name")
+    manifest.add_argument("--replicas", type=int, default=1)
+
+
+def _deployment(store: object, args: argparse.Namespace) -> int:
+    """The ``deployment`` commands (the store's registry holds the deployments)."""
+    from fs_dagster.core.serving.manifest import to_yaml
+
+    if args.action == "list":
+        print(f"{'deployment':<24} {'model':<24} {'version':>7} {'previous':>8}  state")
+        for dep in store.get_deployments():  # type: ignore[attr-defined]
+            status = dep.status()
+            previous = f"v{status.previous_version}" if status.previous_version else "-"
+            where = f" {status.url} pid={status.pid}" if status.state == "running" else ""
+            print(f"{dep.name:<24} {dep.model_name:<24} {'v' + str(dep.model_version):>7} {previous:>8}  "
+                  f"{status.state}{where}")
+        return 0
+    if args.action == "create":
+        mv = store.get_model_registry().get_model(args.model, args.version)  # type: ignore[attr-defined]
+        dep = store.create_deployment(  # type: ignore[attr-defined]
+            args.name, mv, port=args.port, workers=args.workers, threads=args.threads, max_batch=args.max_batch,
+            inference_log=not args.no_inference_log)
+        print(f"created {dep.name}: {dep.model_name} v{dep.model_version} (start it with "
+              f"`fs-dagster deployment start {dep.name}`)")
+        return 0
+    dep = store.get_deployment(args.name)  # type: ignore[attr-defined]
+    if args.action == "status":
+        status = dep.status()
+        print(status)
+        return 0 if status.state == "running" else 3
+    if args.action == "start":
+        print(dep.start())
+    elif args.action == "stop":
+        print("stopped" if dep.stop() else "not running")
+    elif args.action == "health":
+        print(json.dumps(dep.health(), indent=2))
+    elif args.action in ("rollback", "switch"):
+        report = dep.rollback() if args.action == "rollback" else dep.switch_to(args.version)
+        how = (f"rolling: new workers ready in {report.ready_seconds:.2f}s, done in {report.total_seconds:.2f}s"
+               if report.live else "not running: the next start serves it")
+        print(f"{dep.name}: {report.from_target} -> {report.to_target} ({how})")
+    elif args.action == "delete":
+        dep.delete()
+        print(f"deleted {args.name}")
+    elif args.action == "flush-log":
+        result = dep.flush_inference_log()
+        print(f"flushed {result.entries} requests ({result.rows} rows) in {len(result.commits)} commit(s)"
+              + (f"; skipped undecodable entries {result.skipped}" if result.skipped else ""))
+    elif args.action == "manifest":
+        print(to_yaml(dep.manifest(image=args.image, online_url=args.online_url, store_root=args.store_root,
+                                   namespace=args.namespace, secret_name=args.secret_name, replicas=args.replicas)),
+              end="")
+    return 0
 
 
 def _valkey(root: str, action: str) -> int:
@@ -102,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             report = store.get_feature_group(args.name, args.version).verify()
             print(report.summary())
             return 0 if report.ok else 1
+        elif args.command == "deployment":
+            return _deployment(store, args)
     except FeatureStoreError as error:
         print(f"fs-dagster: {error}", file=sys.stderr)
         return 2

@@ -88,3 +88,20 @@ def test_training_benchmark_quick_prints_the_table() -> None:
     ratios = re.findall(r"\| (\d+\.\d\d)x \|", out)
     assert len(ratios) == 2 and all(float(r) > 0 for r in ratios), out  # ours beside the floor, both sizes
     assert "Scaling (ours" in out and "Total run time" in out
+
+
+SERVING_SCRIPT = ROOT / "bench" / "serving.py"
+
+
+@pytest.mark.timeout(300)
+def test_serving_benchmark_quick_prints_the_tables() -> None:
+    out = _run_quick(SERVING_SCRIPT)
+    assert ("| request | end to end p50 / p99 ms | end to end, no logging p50 / p99 ms | bare lookup p50 / p99 ms | "
+            "bare predict p50 / p99 ms | echo p50 / p99 ms |") in out, out
+    for label in ("single entity", "batch of 100 entities", "batch of 1,000 entities", "server start",
+                  "rolling switch v1 -> v2 -> v1", "inference-log flush into Hudi"):
+        assert label in out, f"{label!r} missing from:\n{out}"
+    latencies = re.findall(r"\| (\d+\.\d+) / (\d+\.\d+) (?=\|)", out)
+    assert len(latencies) >= 15 and all(float(a) > 0 and float(b) > 0 for a, b in latencies), out
+    assert re.search(r"longest gap \d+ ms, 0 failed of", out), out
+    assert "cores" in out and "Total run time" in out

@@ -60,3 +60,7 @@ class CorruptFileError(FeatureStoreError):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class DeploymentError(FeatureStoreError):
+    """A model deployment could not be started, switched or stopped; the message names the deployment and cause."""

@@ -20,7 +20,8 @@ from fs_dagster.core.specs import Feature, FeatureGroupSpec, as_features, check_
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from fs_dagster.core.models.registry import ModelRegistry
+    from fs_dagster.core.models.registry import ModelRegistry, ModelVersion
+    from fs_dagster.core.serving.deployment import Deployment
 
 DEFAULT_ROOT = ".fs_store"
 
@@ -236,6 +237,27 @@ class FeatureStore:
         from fs_dagster.core.models.registry import ModelRegistry
 
         return ModelRegistry(self)
+
+    # --- deployments ----------------------------------------------------------------------------------------
+
+    def create_deployment(self, name: str, model_version: ModelVersion, **options: Any) -> Deployment:
+        """Registers a deployment serving ``model_version`` with seldon-core (``.start()`` runs it locally,
+        ``.manifest(image=...)`` gives a SeldonDeployment); see :func:`fs_dagster.core.serving.deployment.create_deployment`
+        for the options (feature_view, port, workers, threads, max_batch, inference_log)."""
+        from fs_dagster.core.serving.deployment import create_deployment
+
+        return create_deployment(self, name, model_version, **options)
+
+    def get_deployment(self, name: str) -> Deployment:
+        """A registered deployment. Raises NotFoundError naming the project's deployments."""
+        from fs_dagster.core.serving.deployment import get_deployment
+
+        return get_deployment(self, name)
+
+    def get_deployments(self) -> list[Deployment]:
+        from fs_dagster.core.serving.deployment import list_deployments
+
+        return list_deployments(self)
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         """A registered feature view (latest version when ``version`` is None)."""

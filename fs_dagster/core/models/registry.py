@@ -336,8 +336,8 @@ class ModelRegistry:
         """Deletes a version and its artifact.
 
         Raises:
-            InvalidDataError: a deployment serves that version (naming it): deploy another version or delete
-                the deployment first.
+            InvalidDataError: a deployment serves that version or would roll back to it (naming it): deploy another
+                version or delete the deployment first.
             NotFoundError: no such version.
         """
         _check_version(name, version)
@@ -356,6 +356,14 @@ class ModelRegistry:
                 raise InvalidDataError(
                     f"model {name} v{version} is served by deployment(s) {sorted(serving)}; deploy another version "
                     "or delete the deployment first"
+                )
+            # the version a deployment would roll back to must stay loadable (state["previous"], JSON: checked here)
+            fallback = [d.name for d in session.scalars(select(DeploymentRow).where(DeploymentRow.project == project))
+                        if (d.state or {}).get("previous") == {"model_name": name, "model_version": version}]
+            if fallback:
+                raise InvalidDataError(
+                    f"model {name} v{version} is the rollback target of deployment(s) {sorted(fallback)}; switch them "
+                    "to another version first"
                 )
             session.delete(row)
 
