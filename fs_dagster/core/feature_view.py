@@ -458,6 +458,7 @@ class FeatureView:
         Raises:
             NotFoundError: an entity has no row (unless ``allow_missing``); the message names group and key.
         """
+        _check_return_type(return_type)
         if return_type in _COLUMN_TYPES:
             return self._frame([entry], [passed_features or {}], allow_missing, return_type)
         [vector] = self._vectors([entry], [passed_features or {}], allow_missing)
@@ -476,6 +477,7 @@ class FeatureView:
         with the column types of training and batch data: the feature's offline type, timestamps as
         ``datetime64[us, UTC]``, numbers with nulls as float64 NaN in pandas, strings and dates as objects;
         transformations are applied to whole columns (as to training frames)."""
+        _check_return_type(return_type)
         passed = list(passed_features) if passed_features is not None else [{}] * len(entries)
         if len(passed) != len(entries):
             raise InvalidDataError(f"{len(entries)} entries but {len(passed)} passed_features")
@@ -694,16 +696,8 @@ class FeatureView:
         if return_type == "dict":
             dicts = [dict(zip(names, v)) for v in vectors]
             return dicts[0] if single else dicts
-        if return_type == "pandas":
-            frame = pd.DataFrame(vectors, columns=names)
-            for column in names:  # typed columns: timestamps as datetime64[us, UTC], numbers numeric
-                if frame[column].map(lambda v: isinstance(v, datetime)).any():
-                    frame[column] = pd.to_datetime(frame[column], utc=True)
-            return frame
-        if return_type == "numpy":
-            array = np.array(vectors, dtype=object)
-            return array[0] if single else array
-        raise InvalidDataError(f"return_type must be list, dict, pandas or numpy, got {return_type!r}")
+        array = np.array(vectors, dtype=object)  # ("numpy"; frames are built by _frame, column-wise)
+        return array[0] if single else array
 
 
 # A batch of 1,000 vectors allocates ~20k tuples and lists; with the collector on, the young-generation passes
@@ -722,6 +716,11 @@ _PIECE_ENTRIES = 200
 # row by row is faster)
 _COLUMN_PIECE_ENTRIES = 4096
 _NUMPY_DECODE_MIN_ROWS = 64
+
+
+def _check_return_type(return_type: Any) -> None:
+    if return_type not in ("list", "dict", "numpy", *_COLUMN_TYPES):
+        raise InvalidDataError(f"return_type must be list, dict, pandas, pyarrow or numpy, got {return_type!r}")
 
 
 def _chunked(arrays: list[pa.Array]) -> pa.ChunkedArray | pa.Array:
@@ -814,9 +813,10 @@ class _ServingPlan:
     def group_keys(self, g: int, entries: list[Any]) -> list[bytes] | None:
         """Group ``g``'s keys of ``entries`` (None: an entry lacks a serving key)."""
         try:
-            return self.layouts[g].keys_for([[entry[k] for entry in entries] for k in self.key_columns[g]])
+            columns = [list(map(itemgetter(k), entries)) for k in self.key_columns[g]]
         except (KeyError, TypeError, IndexError):
             return None
+        return self.layouts[g].keys_for(columns)
 
     def group_columns(self, g: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
         """Group ``g``'s wanted stored values of a batch as typed arrays (by value column index; nulls where a

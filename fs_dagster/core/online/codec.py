@@ -341,6 +341,8 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 def _key_texts(values: Sequence[Any], arrow_type: pa.DataType, column: str) -> list[str]:
     """:func:`_scalar_key_text` of each value, with fast paths for the usual Python types (same text)."""
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        if set(map(type, values)) <= {str}:  # (C loops)
+            return values if isinstance(values, list) else list(values)
         return [v if type(v) is str else _scalar_key_text(v, arrow_type, column) for v in values]
     if pa.types.is_integer(arrow_type):
         return [str(v) if type(v) is int else _scalar_key_text(v, arrow_type, column) for v in values]

@@ -140,7 +140,8 @@ _FLOAT_TAGS = _tag_set(0xCB, _NIL)
 _BOOL_TAGS = _tag_set(0xC2, 0xC3, _NIL)
 _STR_TAGS = _tag_set(range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB, _NIL)
 _BIN_TAGS = _tag_set(0xC4, 0xC5, 0xC6, _NIL)
-_SIGNED = _tag_set(range(0xD0, 0xD4))
+_UNSIGNED_TAGS = _tag_set(range(0x00, 0x80), range(0xCC, 0xD0))
+_NO_BYTES = np.empty(0, dtype=np.uint8)
 _SIGN_BIT = np.zeros(256, dtype=np.int64)  # sign bit of 1/2/4-byte signed payloads (8-byte ones are int64 already)
 _SIGN_BIT[[0xD0, 0xD1, 0xD2]] = [1 << 7, 1 << 15, 1 << 31]
 _SHIFT = np.zeros(256, dtype=np.uint64)  # an int payload is the first 1/2/4/8 of the 8 bytes after the tag
@@ -166,16 +167,20 @@ class _Rows:
         self.position = starts + (HEADER_BYTES + len(head))
         self.n = n
 
-    def tags(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        """The current element's type tag of every row (None: a tag outside ``allowed``)."""
-        tags = self.buffer[self.position]
-        if allowed is not None and not allowed[tags].all():
-            return None
-        return tags
-
     def skip(self) -> bool:
         """Moves every row past its current element (False: an element this decoder does not handle)."""
         tags = self.buffer[self.position]
+        first = tags[0]
+        if (tags == first).all():  # one element size in every row (times, codes, floats without nulls)
+            if _TAIL[first] >= 0:
+                self.position += 1 + _TAIL[first]
+                return True
+            if (first & 0xE0) == 0xA0:
+                self.position += 1 + (first & 0x1F)
+                return True
+        if ((tags & 0xE0) == 0xA0).all():  # short strings
+            self.position += 1 + (tags & 0x1F)
+            return True
         tail = _TAIL[tags]
         if (tail >= 0).all():
             self.position += 1 + tail
@@ -189,25 +194,30 @@ class _Rows:
         return True
 
     def floats_column(self) -> pa.Array | None:
-        tags = self.tags(_FLOAT_TAGS)
-        if tags is None:
+        tags = self.buffer[self.position]
+        if (tags == 0xCB).all():  # (no nulls: the common case, fewest numpy calls)
+            values = self.floats[self.position + 1].astype(np.float64)
+            self.position += 9
+            return pa.array(values)
+        if not _FLOAT_TAGS[tags].all():
             return None
-        values = self.floats[self.position + 1].astype(np.float64)
         nil = tags == _NIL
-        if nil.any():
-            values[nil] = 0.0
-            self.position += np.where(nil, 1, 9)
-            return pa.array(values, mask=nil)
-        self.position += 9
-        return pa.array(values)
+        values = self.floats[self.position + 1].astype(np.float64)
+        values[nil] = 0.0
+        self.position += np.where(nil, 1, 9)
+        return pa.array(values, mask=nil)
 
     def ints_column(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Integers as int64 (and the null mask); None for a tag of another type."""
-        tags = self.tags(_INT_TAGS)
-        if tags is None:
-            return None
-        first = tags[0] if self.n else 0
-        if self.n and (tags == first).all():  # one encoding for every row (e.g. timestamps: all uint64)
+        tags = self.buffer[self.position]
+        top = tags.max()
+        if top < 0x80:  # small non-negative ints (hours, counts): positive fixints, the tag is the value
+            self.position += 1
+            return tags.astype(np.int64), None
+        first = tags[0]
+        if (tags == first).all():  # one encoding for every row (e.g. timestamps: all uint64)
+            if not _INT_TAGS[first]:
+                return None
             if _FIXINT[first]:
                 values = tags.view(np.int8).astype(np.int64)
             elif first == _NIL:
@@ -218,6 +228,13 @@ class _Rows:
                     values -= (values & _SIGN_BIT[first]) << 1
             self.position += 1 + _TAIL[first]
             return values, (np.ones(self.n, dtype=bool) if first == _NIL else None)
+        if top <= 0xCF and _UNSIGNED_TAGS[tags].all():  # non-negative: positive fixints and uint8..64
+            payload = (self.words[self.position + 1] >> _SHIFT[tags]).astype(np.int64)
+            values = np.where(tags < 0x80, tags, payload)
+            self.position += 1 + _TAIL[tags]
+            return values, None
+        if not _INT_TAGS[tags].all():
+            return None
         values = (self.words[self.position + 1] >> _SHIFT[tags]).astype(np.int64)
         sign = _SIGN_BIT[tags]
         values -= (values & sign) << 1  # two's complement of 1/2/4-byte signed payloads
@@ -229,42 +246,45 @@ class _Rows:
         return values, (nil if nil.any() else None)
 
     def bools_column(self) -> pa.Array | None:
-        tags = self.tags(_BOOL_TAGS)
-        if tags is None:
-            return None
+        tags = self.buffer[self.position]
+        values = tags == 0xC3
         nil = tags == _NIL
+        if not ((tags == 0xC2) | values | nil).all():
+            return None
         self.position += 1
-        return pa.array(tags == 0xC3, mask=nil if nil.any() else None)
+        return pa.array(values, mask=nil if nil.any() else None)
 
     def bytes_column(self, arrow_type: pa.DataType, text: bool) -> pa.Array | None:
         """A str (``text``) or bin column as an array of ``arrow_type`` (string/binary or their large forms),
         cut out of the buffer (no Python object per value)."""
-        tags = self.tags(_STR_TAGS if text else _BIN_TAGS)
-        if tags is None:
-            return None
-        fixstr = (tags & 0xE0) == 0xA0
-        if fixstr.all():
-            lengths = (tags & 0x1F).astype(np.int64)
+        tags = self.buffer[self.position]
+        nil = None
+        if text and ((tags & 0xE0) == 0xA0).all():  # (short strings, no nulls: the common case)
+            lengths = tags & 0x1F
             starts = self.position + 1
         else:
+            if not (_STR_TAGS if text else _BIN_TAGS)[tags].all():
+                return None
             lengths = (self.words[self.position + 1] >> _LENGTH_SHIFT[tags]).astype(np.int64)
+            fixstr = (tags & 0xE0) == 0xA0
             lengths[fixstr] = tags[fixstr] & 0x1F
             nil = tags == _NIL
             lengths[nil] = 0
             starts = self.position + 1 + _LENGTH_BYTES[tags]
         self.position = starts + lengths
-        offsets = np.zeros(self.n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        total = int(offsets[-1])
         large = pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type)
+        offsets = np.empty(self.n + 1, dtype=np.int64 if large else np.int32)
+        offsets[0] = 0
+        np.cumsum(lengths, out=offsets[1:], dtype=offsets.dtype)
+        total = int(lengths.sum(dtype=np.int64))
         if total >= 2**31 - 1 and not large:
             return None
-        data = self.buffer[np.repeat(starts - offsets[:-1], lengths) + np.arange(total)] if total else np.empty(0, np.uint8)
-        nil = tags == _NIL
-        validity = pa.py_buffer(np.packbits(~nil, bitorder="little")) if nil.any() else None
-        offset_buffer = pa.py_buffer(offsets if large else offsets.astype(np.int32))
-        array = pa.Array.from_buffers(arrow_type, self.n, [validity, offset_buffer, pa.py_buffer(data)],
-                                      null_count=int(nil.sum()))
+        data = self.buffer[np.repeat(starts - offsets[:-1], lengths) + np.arange(total)] if total else _NO_BYTES
+        validity, nulls = None, 0
+        if nil is not None and nil.any():
+            validity, nulls = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
+        array = pa.Array.from_buffers(arrow_type, self.n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                      null_count=nulls)
         if text:
             array.validate(full=True)  # (UTF-8: a str element that is not would fail later, in to_pandas)
         return array
