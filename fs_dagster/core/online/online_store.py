@@ -2,10 +2,12 @@
 
 Writes go through a server-side Lua script that compares the stored value's header (event time, then commit
 instant) with the new one and writes only if the new one is not older, so a backfill of old partitions never
-overwrites newer values, and of two rows with equal event times the later commit wins. Batches are pipelined
-(in a cluster: one script call per hash slot, pipelined per node). On a standalone server, writes are packed into
-RESP by Arrow kernels and new or existing unique keys skip the script (``MSETNX``, or WATCH/MULTI/EXEC with the
-headers compared client side; same outcome, a third of the server's work): see :mod:`.pipeline`.
+overwrites newer values, and of two rows with equal event times the later commit wins. (The one exception,
+:meth:`OnlineStore.settle`, sets keys to what an offline snapshot holds, for a time series whose served row was
+deleted offline, yet never over a value a later commit wrote.) Batches are pipelined (in a cluster: one script
+call per hash slot, pipelined per node). On a standalone server, writes are packed into RESP by Arrow kernels and
+new or existing unique keys skip the script (``MSETNX``, or WATCH/MULTI/EXEC with the headers compared client
+side; same outcome, a third of the server's work): see :mod:`.pipeline`.
 
 Errors: every failure to reach or use the server is raised as a :class:`FeatureStoreError` naming the address:
 :class:`OnlineStoreUnavailable` (refused, timed out, TLS handshake failed, server loading/out of memory/read-only),
