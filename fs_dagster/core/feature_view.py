@@ -34,7 +34,6 @@ from fs_dagster.core.online.codec import decode_present, decode_vectors
 from fs_dagster.core.online.columns import (
     decode_columns,
     missing_value,
-    output_type,
     replaced,
     request_values_array,
     stored_values_array,
@@ -449,7 +448,8 @@ class FeatureView:
         """One feature vector (labels excluded) in :attr:`feature_names` order.
 
         Args:
-            entry: values of :attr:`serving_keys` (e.g. ``{"flight_id": ..., "origin": ..., "time_hour": ...}``).
+            entry: values of :attr:`serving_keys` (e.g. ``{"flight_id": ..., "origin": ..., "tailnum": ...}``;
+                other entries are ignored).
             passed_features: values that replace (or stand in for) looked-up features, e.g. request-time data.
             allow_missing: a feature group without a row for the entry gives nulls instead of an error.
             return_type: ``"list"``, ``"dict"``, ``"pandas"`` (one-row DataFrame), ``"pyarrow"`` (one-row
@@ -541,7 +541,7 @@ class FeatureView:
             self._check_missing(plan, entries, passed, missing)
         names = [c.name for c in plan.wanted]
         columns: list[Any] = []
-        for (g, index, name), layout in zip(plan.sources, (plan.layouts[g] for g, _, _ in plan.sources)):
+        for g, index, name in plan.sources:
             if index is not None:
                 chunks = [piece[g][0][index] for piece in per_piece]
                 columns.append(chunks[0] if len(chunks) == 1 else _chunked(chunks))
@@ -549,6 +549,7 @@ class FeatureView:
                 values = [entry[name] for entry in entries]
                 if missing[g] is not None:
                     values = [None if gone else v for v, gone in zip(values, missing[g])]
+                layout = plan.layouts[g]
                 columns.append(request_values_array(values, layout.key_types[layout.key_columns.index(name)]))
         if any(passed):
             positions = {name: i for i, name in enumerate(names)}
@@ -793,20 +794,13 @@ class _ServingPlan:
                 self.converters.append((position, converter))
 
     def _plan_columns(self) -> None:
-        """Where each wanted feature comes from, column-wise: (group, stored value index or None for a key
-        column, key column name) and its output type."""
+        """Where each wanted feature comes from, column-wise: (group, stored value index, or None for a key
+        column: the request's value, source column name)."""
         self.sources: list[tuple[int, int | None, str]] = []
-        self.output_types: list[pa.DataType] = []
         for column in self.wanted:
-            layout = self.layouts[column.group_index]
-            if column.source in layout.value_columns:
-                index = layout.value_columns.index(column.source)
-                self.sources.append((column.group_index, index, column.source))
-                self.output_types.append(output_type(layout.value_types[index]))
-            else:  # a key column: the request's value
-                index = layout.key_columns.index(column.source)
-                self.sources.append((column.group_index, None, column.source))
-                self.output_types.append(output_type(layout.key_types[index]))
+            values = self.layouts[column.group_index].value_columns
+            index = values.index(column.source) if column.source in values else None
+            self.sources.append((column.group_index, index, column.source))
         self.value_indices = [sorted({i for g, i, _ in self.sources if g == group and i is not None})
                               for group in range(len(self.layouts))]
 
