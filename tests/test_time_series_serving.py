@@ -71,6 +71,8 @@ def test_a_time_series_is_served_by_entity_its_latest_row(fs) -> None:
     ]
     with pytest.raises(InvalidDataError, match=r"expected values for \['origin'\]"):
         fg.get_online([("JFK", hours(23))])  # the event time is not part of the online key
+    with pytest.raises(InvalidDataError, match=r"online key \{'hour': .*\} lacks \['origin'\]"):
+        fg.get_online([{"hour": hours(23)}])
 
     fg.insert(_hourly("JFK", 3, 4, offset=0.5))  # a backfill of older hours: offline only
     assert not fg.last_online_sync.full and fg.last_online_sync.keys_written == 0

@@ -295,7 +295,7 @@ class FeatureGroup:
         self._require_online()
         store = self._store.online_store
         layout = online_layout(self.spec, self._reader().schema(), self._store.project, store.config.key_prefix)
-        entities = [tuple(k[c] for c in layout.key_columns) if isinstance(k, dict) else tuple(k) for k in keys]
+        entities = [_entity(k, layout.key_columns, self.spec.key) if isinstance(k, dict) else tuple(k) for k in keys]
         rows = store.get(layout, entities)
         return [
             None if row is None else dict(zip(layout.key_columns + layout.value_columns, entity + row))
@@ -442,6 +442,13 @@ class FeatureGroup:
         """Statistics recorded for a commit (latest by default)."""
         self.sync_registry()
         return self._store.registry.statistics(self._store.project, self.spec.name, self.spec.version, commit)
+
+
+def _entity(key: dict[str, Any], columns: Sequence[str], group: str) -> tuple[Any, ...]:
+    missing = [c for c in columns if c not in key]
+    if missing:
+        raise InvalidDataError(f"feature group {group}: online key {key!r} lacks {missing}; it needs {list(columns)}")
+    return tuple(key[c] for c in columns)
 
 
 def _as(table: pa.Table, dataframe_type: DataFrameType) -> pd.DataFrame | pa.Table:
