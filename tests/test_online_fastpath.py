@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -654,7 +655,7 @@ def test_a_thousand_entity_frame_is_read_in_pipelined_pieces_per_group(tmp_path,
         EmbeddedValkey(fs.root).stop()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=2000 if os.environ.get("FS_DAGSTER_LONG_TESTS") == "1" else 60, deadline=None)
 @given(
     ints=st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=30),
     floats=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=30),
