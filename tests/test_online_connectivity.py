@@ -476,6 +476,16 @@ def test_cluster_guarded_writes_reads_and_deletes(cluster, connect) -> None:
     assert store.write(lay, newer, I2) == n
     assert {r[-1] for r in store.get(lay, entities)} == {-1.0}
 
+    # settling entities from a snapshot (a time series' deleted rows): one script call per key, routed by slot
+    settled = lay.key_array(pa.table({"id": ids[:40]}))
+    survivors = table.slice(0, 20).set_column(2, "value", pa.array([5.0] * 20))  # e0..e19 keep a row, e20.. none
+    assert store.settle(lay, settled, survivors, I1, I1) == (0, 0)  # the snapshot is older than what is stored
+    for node in cluster.nodes:
+        valkey.Valkey(host=HOST, port=node.port).script_flush()
+    assert store.settle(lay, settled, survivors, I1, I3) == (20, 20)
+    assert [r and r[-1] for r in store.get(lay, entities[:40])] == [5.0] * 20 + [None] * 20
+    assert store.write(lay, newer.slice(0, 40), I3) == 40  # (back as before, for the checks below)
+
     store.set_marker(lay.sync_marker_key, I2)
     assert store.get_marker(lay.sync_marker_key) == I2
     assert len(list(store.scan_keys(lay.prefix + "*"))) == n

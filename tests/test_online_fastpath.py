@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -326,31 +328,48 @@ def test_write_encoded_lists_take_the_same_path(server) -> None:
 # --- feature vectors: column-wise assembly == per-entry assembly --------------------------------------------
 
 
+def _flights_weather_planes(fs: FeatureStore, flights: int = 20):
+    """flights (by flight_id: origin, hour, tailnum, dist), weather (a time series by origin: 5 hours each, the
+    latest served), planes (by tailnum)."""
+    hours = [T + timedelta(hours=h) for h in range(5)]
+    weather = fs.get_or_create_feature_group(
+        "weather", primary_key=["origin", "hour"], event_time="hour", online_enabled=True)
+    weather.insert(pd.DataFrame({
+        "origin": ["JFK"] * 5 + ["LGA"] * 5, "hour": hours * 2, "temp": np.arange(10) / 2,
+        "wind": [1.0, None] * 5, "station": ["a", "b"] * 5,
+    }))
+    planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
+    planes.insert(pd.DataFrame({
+        "tailnum": ["N1", "N2"], "built": [date(2001, 1, 1), date(1999, 5, 5)],
+        "seen": [T, T + timedelta(days=1)], "seats": [150, 9],
+    }))
+    rows = fs.get_or_create_feature_group("flights", primary_key=["flight_id"], event_time="dep",
+                                          online_enabled=True)
+    rows.insert(pd.DataFrame({
+        "flight_id": [f"f{i}" for i in range(flights)], "dep": [hours[i % 5] for i in range(flights)],
+        "origin": [("JFK", "LGA")[i % 2] for i in range(flights)], "hour": [hours[i % 5] for i in range(flights)],
+        "tailnum": [("N1", "N1", "N2")[i % 3] for i in range(flights)], "dist": [100 * i for i in range(flights)],
+    }))
+    entries = [{"flight_id": f"f{i}", "origin": ("JFK", "LGA")[i % 2], "tailnum": ("N1", "N1", "N2")[i % 3]}
+               for i in range(flights)]
+    return rows, weather, planes, entries
+
+
 def test_column_wise_vectors_equal_the_per_entry_path(tmp_path) -> None:
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
-        weather = fs.get_or_create_feature_group(
-            "weather", primary_key=["origin", "hour"], event_time="hour", online_enabled=True)
-        hours = [T + timedelta(hours=h) for h in range(5)]
-        weather.insert(pd.DataFrame({
-            "origin": ["JFK"] * 5 + ["LGA"] * 5, "hour": hours * 2, "temp": np.arange(10) / 2,
-            "wind": [None, 1.0] * 5, "station": ["a", "b"] * 5,
-        }))
-        planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
-        planes.insert(pd.DataFrame({
-            "tailnum": ["N1", "N2"], "built": [date(2001, 1, 1), date(1999, 5, 5)],
-            "seen": [T, T + timedelta(days=1)], "seats": [150, 9],
-        }))
-        entries = [{"origin": o, "hour": h, "tailnum": t} for o in ("JFK", "LGA") for h in hours for t in ("N1", "N2")]
+        flights, weather, planes, entries = _flights_weather_planes(fs)
         queries = [
-            weather.select_all().join(planes.select_all(), left_on=["tailnum"]),
-            weather.select(["station", "temp"]).join(planes.select(["seen"]), left_on=["tailnum"]),
-            weather.select(["wind"]).join(planes.select(["seats", "built"]), left_on=["tailnum"]),
-            weather.select(["temp"]),
+            flights.select(["dist"]).join(weather.select_all(), left_on=["origin", "hour"])
+            .join(planes.select_all(), on=["tailnum"]),
+            flights.select(["origin", "dist"]).join(weather.select(["station", "temp"]), left_on=["origin", "hour"])
+            .join(planes.select(["seen"]), on=["tailnum"]),
+            flights.select(["dist"]).join(weather.select(["wind"]), left_on=["origin", "hour"])
+            .join(planes.select(["seats", "built"]), on=["tailnum"]),
+            flights.select(["dist"]),
         ]
         for index, query in enumerate(queries):
-            view = fs.get_or_create_feature_view(f"v{index}", 1, query,
-                                                 request_keys=["tailnum"] if query.joins else [])
+            view = fs.get_or_create_feature_view(f"v{index}", 1, query)
             fast = view.get_feature_vectors(entries)
             assert view._serving_plan().fast
             slow = view.get_feature_vectors(entries, passed_features=[{"unused": 1}] * len(entries))
@@ -358,9 +377,11 @@ def test_column_wise_vectors_equal_the_per_entry_path(tmp_path) -> None:
             assert view.get_feature_vector(entries[3]) == slow[3]
             assert view.get_feature_vectors([]) == []
         view = fs.get_feature_view("v0")
-        assert view.get_feature_vector(entries[3]) == [0.5, 1.0, "b", date(1999, 5, 5), T + timedelta(days=1), 9]
+        # weather is served by origin: its latest hour (04:00; LGA: temp 4.5, wind null), whatever the flight's hour
+        assert view.get_feature_vector(entries[3]) == [300, 4.5, None, "b", date(2001, 1, 1), T, 150]
+        assert view.get_feature_vector(entries[4])[:4] == [400, 2.0, 1.0, "a"]
         with pytest.raises(InvalidDataError, match="lacks serving key"):
-            view.get_feature_vectors([entries[0], {"origin": "JFK", "hour": T}])
+            view.get_feature_vectors([entries[0], {"flight_id": "f1", "origin": "JFK"}])
     finally:
         EmbeddedValkey(fs.root).stop()
 
@@ -412,18 +433,12 @@ def test_big_batches_are_looked_up_in_pipelined_pieces(tmp_path, monkeypatch) ->
     monkeypatch.setattr(feature_view, "_MIN_PIECE_ENTRIES", 1)
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
-        weather = fs.get_or_create_feature_group(
-            "weather", primary_key=["origin", "hour"], event_time="hour", online_enabled=True)
-        hours = [T + timedelta(hours=h) for h in range(5)]
-        weather.insert(pd.DataFrame({"origin": ["JFK"] * 5 + ["LGA"] * 5, "hour": hours * 2,
-                                     "temp": np.arange(10) / 2}))
-        planes = fs.get_or_create_feature_group("planes", primary_key=["tailnum"], online_enabled=True)
-        planes.insert(pd.DataFrame({"tailnum": ["N1", "N2"], "seats": [150, 9]}))
+        flights, weather, planes, entries = _flights_weather_planes(fs)
         view = fs.get_or_create_feature_view(
-            "v", 1, weather.select_all().join(planes.select_all(), left_on=["tailnum"]), request_keys=["tailnum"])
-        entries = [{"origin": o, "hour": h, "tailnum": t} for o in ("JFK", "LGA") for h in hours for t in ("N1", "N2")]
-        expected = [[(5 * (e["origin"] == "LGA") + hours.index(e["hour"])) / 2, 150 if e["tailnum"] == "N1" else 9]
-                    for e in entries]
+            "v", 1, flights.select(["dist"]).join(weather.select(["temp"]), left_on=["origin", "hour"])
+            .join(planes.select(["seats"]), on=["tailnum"]))
+        expected = [[100 * i, 2.0 if e["origin"] == "JFK" else 4.5, 150 if e["tailnum"] == "N1" else 9]
+                    for i, e in enumerate(entries)]
         client = fs.online_store.client
 
         def mgets() -> int:
@@ -438,14 +453,237 @@ def test_big_batches_are_looked_up_in_pipelined_pieces(tmp_path, monkeypatch) ->
         with pytest.raises(NotFoundError, match="N9"):
             view.get_feature_vectors(unknown)
         assert view.get_feature_vectors(unknown, allow_missing=True) == [
-            [v[0], None] if i == 17 else v for i, v in enumerate(expected)]
+            [*v[:2], None] if i == 17 else v for i, v in enumerate(expected)]
         assert view.get_feature_vectors(unknown, allow_missing=True, return_type="pandas")["seats"].isna().sum() == 1
 
         # pieces 1-5 (other rows than the next call's) are sent before the 6th piece's keys are built
-        lacking = [*reversed(entries[:16]), {"origin": "JFK", "hour": T}, *entries[17:]]
+        lacking = [*reversed(entries[:16]), {"flight_id": "f1", "origin": "JFK"}, *entries[17:]]
         with pytest.raises(InvalidDataError, match=r"lacks serving key\(s\) \['tailnum'\]"):
             view.get_feature_vectors(lacking)
         assert view.get_feature_vectors(entries) == expected  # the connection is clean
         assert view.get_feature_vector(entries[5]) == expected[5]
     finally:
         EmbeddedValkey(fs.root).stop()
+
+
+# --- batches as frames: built column-wise, the same values as the lists ----------------------------------
+
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _things(n: int) -> pa.Table:
+    """Every feature type, with nulls, NaN, +-inf, -0.0, pre-1970 times, strings of every MessagePack size class."""
+    texts = ["", "é", "x" * 40, "y" * 300, "日本"]
+    return pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "ts": pa.array([T - timedelta(days=20000) + timedelta(hours=i) for i in range(n)], TS),
+        "i": pa.array([None if i % 7 == 0 else (i * 7919) % 2**41 - 2**40 + (i % 3) * 100 for i in range(n)]),
+        "small": pa.array([(i % 300) - 150 for i in range(n)], pa.int32()),
+        "f": pa.array([[float("nan"), None, float("inf"), -0.0, float("-inf")][i % 5] if i % 3 == 0 else i / 3
+                       for i in range(n)], pa.float64()),
+        "f32": pa.array([None if i % 4 == 0 else i / 4 for i in range(n)], pa.float32()),
+        "flag": pa.array([None if i % 5 == 0 else i % 2 == 0 for i in range(n)]),
+        "s": pa.array([None if i % 6 == 0 else texts[i % 5] + str(i) for i in range(n)]),
+        "big": pa.array(["z" * 70000 if i == 1 else None for i in range(n)], pa.string()),  # (str32)
+        "day": pa.array([None if i % 8 == 0 else date(1950, 1, 1) + timedelta(days=37 * i) for i in range(n)]),
+        "when": pa.array([None if i % 9 == 0 else T + timedelta(microseconds=i, days=-i) for i in range(n)], TS),
+        "count": pa.array([i for i in range(n)], pa.int64()),
+    })
+
+
+def _typed_view(fs: FeatureStore, n: int, missing_every: int = 0, transformations: dict | None = None):
+    """A view over ``things`` (every type) and ``labels`` (by a string key; every ``missing_every``-th entity has no
+    row), with a key column as a feature; entries for ids 0..n-1."""
+    things = fs.get_or_create_feature_group("things", primary_key=["id"], event_time="ts", online_enabled=True)
+    table = _things(n)
+    things.insert(table.append_column("name", pa.array([f"n{i}" for i in range(n)])))
+    labels = fs.get_or_create_feature_group("labels", primary_key=["name"], online_enabled=True)
+    kept = [i for i in range(n) if not missing_every or i % missing_every]
+    labels.insert(pd.DataFrame({"name": [f"n{i}" for i in kept], "label": [f"L{i % 3}" for i in kept],
+                                "score": [i / 7 for i in kept]}))
+    query = things.select(["id", *table.column_names[2:]]).join(labels.select_all(), on=["name"])
+    view = fs.get_or_create_feature_view(f"typed_{n}_{missing_every}", 1, query,
+                                         transformation_functions=transformations or {})
+    entries = [{"id": i, "name": f"n{i}"} for i in range(n)]
+    return view, entries
+
+
+def _same(a, b) -> bool:
+    """Equal feature values: NaN equals NaN, None equals None (and pandas' NaT/NA/NaN for a null)."""
+    if a is None or b is None or a is pd.NaT or b is pd.NaT or a is pd.NA or b is pd.NA:
+        return all(v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and v != v) for v in (a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a:
+        return b != b
+    if isinstance(a, pd.Timestamp):
+        a = a.to_pydatetime()
+    return a == b and type(a) is type(b) or (isinstance(a, (int, float, np.number)) and a == b
+                                             and not isinstance(a, bool) and not isinstance(b, bool))
+
+
+def _assert_frames_match_lists(view, entries, **options) -> None:
+    vectors = view.get_feature_vectors(entries, **options)
+    table = view.get_feature_vectors(entries, return_type="pyarrow", **options)
+    frame = view.get_feature_vectors(entries, return_type="pandas", **options)
+    assert table.column_names == list(frame.columns) == view.feature_names
+    assert table.num_rows == len(frame) == len(entries)
+    for i, name in enumerate(view.feature_names):
+        expected = [vector[i] for vector in vectors]
+        got = table[name].to_pylist()
+        assert all(_same(g, e) for g, e in zip(got, expected)), (name, got[:12], expected[:12])
+        values = frame[name].tolist()
+        assert all(_same(g, e) for g, e in zip(values, expected)), (name, values[:12], expected[:12])
+
+
+@pytest.mark.parametrize("numpy_decoder", [True, False], ids=["numpy", "msgpack"])
+def test_frames_hold_the_list_values_typed_as_training_data(tmp_path, monkeypatch, numpy_decoder) -> None:
+    """pandas / pyarrow batches, built column-wise (by the numpy decoder or MessagePack rows), give the values of
+    the lists for every type, with the column types of training data."""
+    monkeypatch.setattr(feature_view, "_NUMPY_DECODE_MIN_ROWS", 0 if numpy_decoder else 10**9)
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        view, entries = _typed_view(fs, 150)
+        _assert_frames_match_lists(view, entries)
+        _assert_frames_match_lists(view, entries[::-1][:7])  # (small batch: one MGET)
+        _assert_frames_match_lists(view, [entries[3]] * 5)  # (repeated entity)
+        frame = view.get_feature_vectors(entries, return_type="pandas")
+        dtypes = {name: str(dtype) for name, dtype in frame.dtypes.items()}
+        assert dtypes == {"id": "int64", "i": "float64", "small": "int32", "f": "float64", "f32": "float32",
+                          "flag": "object", "s": "object", "big": "object", "day": "object",
+                          "when": "datetime64[us, UTC]", "count": "int64", "label": "object", "score": "float64"}
+        training = view.get_batch_data(spine=pd.DataFrame({"id": range(150), "name": [e["name"] for e in entries],
+                                                           "ts": [T + timedelta(days=1)] * 150}), with_keys=False)
+        assert {n: str(t) for n, t in training.dtypes.items()} == dtypes  # what models were trained on
+        table = view.get_feature_vectors(entries, return_type="pyarrow")
+        assert table.schema.field("when").type == TS and table.schema.field("day").type == pa.date32()
+        assert math.isnan(frame["f"][0]) and table["f"][0].is_valid and not table["f"][6].is_valid  # NaN vs null
+        assert math.copysign(1.0, frame["f"][3]) == -1.0 and frame["f"][9] == float("-inf")  # -0.0 keeps its sign
+        single = view.get_feature_vector(entries[5], return_type="pandas")
+        # (an int column without nulls in the single row is int64, as pyarrow converts training frames too)
+        pd.testing.assert_frame_equal(single, frame.iloc[[5]].reset_index(drop=True), check_dtype=False)
+        assert view.get_feature_vectors([], return_type="pandas").shape == (0, len(view.feature_names))
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+@pytest.mark.parametrize("numpy_decoder", [True, False], ids=["numpy", "msgpack"])
+def test_frames_missing_rows_and_passed_features(tmp_path, monkeypatch, numpy_decoder) -> None:
+    monkeypatch.setattr(feature_view, "_NUMPY_DECODE_MIN_ROWS", 0 if numpy_decoder else 10**9)
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        view, entries = _typed_view(fs, 100, missing_every=4)  # labels n0, n4, n8, ... have no row
+        with pytest.raises(NotFoundError, match=r"labels:1 for \{'name': 'n0'\}"):
+            view.get_feature_vectors(entries, return_type="pandas")
+        _assert_frames_match_lists(view, entries, allow_missing=True)
+        frame = view.get_feature_vectors(entries, allow_missing=True, return_type="pandas")
+        assert frame["label"].isna().tolist() == [i % 4 == 0 for i in range(100)]
+        assert frame["score"].isna().sum() == 25 and frame["count"].tolist() == list(range(100))
+        # passed features override, and stand in for a missing group (all of its features passed)
+        passed = [{"label": "given", "score": -1.0} if i % 4 == 0 else {} for i in range(100)]
+        passed[1] = {"count": 10**6, "f32": 2, "when": T}
+        _assert_frames_match_lists(view, entries, passed_features=passed)
+        table = view.get_feature_vectors(entries, passed_features=passed, return_type="pyarrow")
+        assert table["label"][0].as_py() == "given" and table["count"][1].as_py() == 10**6
+        assert table["when"][1].as_py() == T and table["f32"][1].as_py() == 2.0 and table["s"][2].as_py() == "x" * 40 + "2"
+        passed[1] = {"when": "2024-01-01T00:00:00Z"}  # (an ISO time, as lookups take them)
+        assert view.get_feature_vectors(entries, passed_features=passed, return_type="pandas")["when"][1] == T
+        passed[1] = {"s": 42}  # typed frames: the feature's type or a clear error
+        with pytest.raises(InvalidDataError, match=r"passed feature 's': 42 does not fit its type string"):
+            view.get_feature_vectors(entries, passed_features=passed, return_type="pandas")
+        with pytest.raises(NotFoundError):  # only some of the missing group's features passed
+            view.get_feature_vectors(entries, passed_features=[{"label": "x"}] * 100, return_type="pyarrow")
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+def test_frames_apply_transformations_column_wise_as_training_frames(tmp_path) -> None:
+    from fs_dagster.core.transformations import transformation_function
+
+    transformation_function(double_it)
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        functions = {"count": "standard_scaler", "label": "label_encoder", "score": f"{__name__}:double_it",
+                     "f32": "min_max_scaler"}
+        view, entries = _typed_view(fs, 120, missing_every=5, transformations=functions)
+        training = view.get_batch_data(spine=pd.DataFrame({"id": range(120), "name": [e["name"] for e in entries],
+                                                           "ts": [T + timedelta(days=1)] * 120}))
+        view.init_serving(view.fit_transformations(training))
+        expected = view._serving_transformations.transform_frame(training[view.feature_names])
+        frame = view.get_feature_vectors(entries, allow_missing=True, return_type="pandas")
+        pd.testing.assert_frame_equal(frame, expected)  # exactly what transformed training frames hold
+        vectors = view.get_feature_vectors(entries, allow_missing=True)  # per value: the same numbers
+        for i, name in enumerate(view.feature_names):
+            assert all(_same(g, e) for g, e in zip(frame[name].tolist(), [v[i] for v in vectors])), name
+        table = view.get_feature_vectors(entries, allow_missing=True, return_type="pyarrow")
+        assert table.schema.field("label").type == pa.int64()  # (label_encoder: Int64 in pandas)
+        pd.testing.assert_frame_equal(table.to_pandas(), frame, check_dtype=False)
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+def double_it(value):  # a user transformation (module level, importable by path)
+    return value * 2
+
+
+def test_a_thousand_entity_frame_is_read_in_pipelined_pieces_per_group(tmp_path, monkeypatch) -> None:
+    """1,000 entities: one MGET per feature group and piece of entities, pipelined; decoded with numpy; missing rows
+    in a later piece, and the same frame as the lists."""
+    monkeypatch.setattr(feature_view, "_COLUMN_PIECE_ENTRIES", 300)
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        view, entries = _typed_view(fs, 1000, missing_every=997)  # n0 and n997 have no label row
+        client = fs.online_store.client
+
+        def mgets() -> int:
+            return client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+
+        decoded = []
+        original = feature_view.decode_columns
+        monkeypatch.setattr(feature_view, "decode_columns",
+                            lambda raw, *args: decoded.append(len(raw)) or original(raw, *args))
+        before = mgets()
+        frame = view.get_feature_vectors(entries, allow_missing=True, return_type="pandas")
+        assert mgets() - before == 8 and sorted(decoded) == [100, 100, 300, 300, 300, 300, 300, 300]
+        assert frame["label"].isna().tolist() == [i in (0, 997) for i in range(1000)]
+        _assert_frames_match_lists(view, entries, allow_missing=True)
+        with pytest.raises(NotFoundError, match="n997"):
+            view.get_feature_vectors(entries[1:], return_type="pyarrow")
+        with pytest.raises(InvalidDataError, match="lacks serving key"):
+            view.get_feature_vectors([*entries[:600], {"id": 1}, *entries[601:]], return_type="pandas")
+        assert view.get_feature_vectors(entries[1:997], return_type="pandas")["count"].tolist() == list(range(1, 997))
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+@settings(max_examples=2000 if os.environ.get("FS_DAGSTER_LONG_TESTS") == "1" else 60, deadline=None)
+@given(
+    ints=st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=30),
+    floats=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=30),
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=300)), min_size=1, max_size=30),
+    flags=st.lists(st.one_of(st.none(), st.booleans()), min_size=1, max_size=30),
+    data=st.data(),
+)
+def test_numpy_decoder_equals_messagepack(ints, floats, texts, flags, data) -> None:
+    """Stored values decoded column-wise with numpy == MessagePack row by row, for every column subset."""
+    from fs_dagster.core.online.codec import decode_present
+    from fs_dagster.core.online.columns import decode_columns, missing_value, stored_values_array
+
+    n = max(map(len, (ints, floats, texts, flags)))
+    pad = lambda values: (values * n)[:n]  # noqa: E731
+    table = pa.table({
+        "k": [f"k{i}" for i in range(n)], "ts": pa.array([T] * n, TS), "i": pa.array(pad(ints), pa.int64()),
+        "f": pa.array(pad(floats), pa.float64()), "s": pa.array(pad(texts), pa.string()),
+        "b": pa.array(pad(flags), pa.bool_()), "i32": pa.array([v if v is None else v % 2**31 for v in pad(ints)],
+                                                                  pa.int32()),
+    })
+    layout = _layout(table.schema)
+    values = layout.encode_values(table, I1)
+    gone = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    values = [missing_value(layout) if g else v for v, g in zip(values, gone)]
+    wanted = sorted(data.draw(st.sets(st.integers(0, len(layout.value_columns) - 1), min_size=1)))
+    columns = decode_columns(values, layout, wanted)
+    rows = list(zip(*decode_present(values)))
+    for index in wanted:
+        expected = stored_values_array(list(rows[index]), layout.value_types[index])
+        assert columns[index].type == expected.type
+        assert all(_same(a, b) for a, b in zip(columns[index].to_pylist(), expected.to_pylist()))

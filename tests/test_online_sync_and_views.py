@@ -185,7 +185,9 @@ def _view(fs):
 def test_feature_vectors_order_types_missing_and_passed(fs) -> None:
     fv = _view(fs)
     assert fv.feature_names == ["distance", "temp", "seats", "planes_distance"]  # clash -> group prefix
-    assert fv.serving_keys == ["flight_id", "origin", "hour", "tailnum"]
+    # weather is a time series served by origin (its latest hour): the hour is a join key for training data only
+    assert fv.serving_keys == ["flight_id", "origin", "tailnum"]
+    assert fv.join_keys == ["flight_id", "origin", "hour", "tailnum"]
     e1 = {"flight_id": "f1", "origin": "JFK", "hour": T, "tailnum": "N1"}
     e2 = {"flight_id": "f2", "origin": "LGA", "hour": T.isoformat(), "tailnum": "N2"}
     assert fv.get_feature_vector(e1) == [100, 1.5, 150, 7]

@@ -181,11 +181,15 @@ def test_transformations_fit_on_train_only_and_serving_applies_the_same(fs) -> N
     transformed = td.read("train", with_keys=True)
     assert transformed["distance"].mean() == pytest.approx(0.0, abs=1e-9)
 
-    # the last trip: its features at its event time are the latest ones, which is what the online store serves
+    # the last trip served: the online store has each entity's latest row (weather: the city's latest hour, 23:00,
+    # after the trip's 20:30), i.e. the point-in-time values at the latest event time, transformed as in training
     row = td.read(with_keys=True).sort_values("ts").iloc[-1]
     view.init_serving(td.transformations)
     vector = view.get_feature_vector({k: row[k] for k in view.serving_keys}, return_type="dict")
-    assert vector == {name: row[name] for name in view.feature_names}
+    spine = pd.DataFrame([{**{k: row[k] for k in view.join_keys}, "ts": hours(23)}])
+    latest = view.get_batch_data(spine=spine, transformed=True).iloc[0]
+    assert vector == {name: latest[name] for name in view.feature_names}
+    assert vector["distance"] == row["distance"] and vector["temp"] == 123.0  # (the trip's training row: 120.0)
 
 
 def test_batch_data_windows_and_as_of(fs) -> None:
@@ -271,13 +275,14 @@ def test_clashing_names_get_prefixes(fs) -> None:
 
 
 def test_a_join_on_the_spines_event_time_stores_it_once(fs) -> None:
-    """Weather joined on the root's own event time: the column is a serving key and the event time at once."""
+    """Weather joined on the root's own event time: the column is a join key and the event time at once (not a
+    serving key: weather is served by city, its latest hour)."""
     _, trips, weather, _ = _setup(fs)
     hourly = fs.get_or_create_feature_group("hourly_trips", primary_key=["trip_id"], event_time="hour")
     hourly.insert(_trips())
     query = hourly.select(["distance", "late"]).join(weather.select(["temp"]), left_on=["city", "hour"])
     view = fs.get_or_create_feature_view("on_event_time", 1, query, labels=["late"])
-    assert view.serving_keys == ["trip_id", "city", "hour"]
+    assert view.serving_keys == ["trip_id", "city"] and view.join_keys == ["trip_id", "city", "hour"]
     td = view.create_train_test_split(test_size=0.5, seed=1)
     for split in ("train", "test"):
         data = td.read(split, with_keys=True, transformed=False)

@@ -305,15 +305,18 @@ class FeatureGroup:
         return result
 
     def get_online(self, keys: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        """Latest online rows by primary key (tuples in key order, or dicts); None where a key has no row.
+        """Latest online rows by online key (:attr:`FeatureGroupSpec.online_key`: the primary key, or for a time
+        series the entity, e.g. ``("JFK",)`` for weather keyed by ``(origin, time_hour)``, whose latest hour is
+        served); tuples in key order, or dicts (other entries are ignored). None where a key has no row.
 
         Key values must have the key columns' types (see :mod:`fs_dagster.core.online.codec`; timestamps also as
-        ISO strings). Raises InvalidDataError for a group that is not online-enabled (before any connection).
+        ISO strings). Raises InvalidDataError for a group that is not online-enabled (before any connection), or
+        for a key of the wrong length (a time series' event time is not part of its online key).
         """
         self._require_online()
         store = self._store.online_store
         layout = online_layout(self.spec, self._reader().schema(), self._store.project, store.config.key_prefix)
-        entities = [tuple(k[c] for c in self.spec.primary_key) if isinstance(k, dict) else tuple(k) for k in keys]
+        entities = [_entity(k, layout.key_columns, self.spec.key) if isinstance(k, dict) else tuple(k) for k in keys]
         rows = store.get(layout, entities)
         return [
             None if row is None else dict(zip(layout.key_columns + layout.value_columns, entity + row))
@@ -538,6 +541,13 @@ class FeatureGroup:
         """Statistics recorded for a commit (latest by default)."""
         self.sync_registry()
         return self._store.registry.statistics(self._store.project, self.spec.name, self.spec.version, commit)
+
+
+def _entity(key: dict[str, Any], columns: Sequence[str], group: str) -> tuple[Any, ...]:
+    missing = [c for c in columns if c not in key]
+    if missing:
+        raise InvalidDataError(f"feature group {group}: online key {key!r} lacks {missing}; it needs {list(columns)}")
+    return tuple(key[c] for c in columns)
 
 
 def _as(table: pa.Table, dataframe_type: DataFrameType) -> pd.DataFrame | pa.Table:

@@ -7,8 +7,12 @@ Example:
              .join(weather.select(["temp", "wind_speed"]), left_on=["origin", "time_hour"])
              .join(aircraft.select(["seats", "year_built"]), on=["tailnum"]))
     fv = fs.get_or_create_feature_view("delays", version=1, query=query, labels=["is_delayed"])
-    fv.get_feature_vector({"flight_id": "UA1545-EWR-201301011015", "origin": "EWR",
-                           "time_hour": "2013-01-01T10:00:00Z", "tailnum": "N14228"})
+    fv.get_feature_vector({"flight_id": "UA1545-EWR-201301011015", "origin": "EWR", "tailnum": "N14228"})
+    fv.get_feature_vectors(entries, return_type="pandas")   # typed columns, built column-wise
+
+Time series (weather keyed by ``(origin, time_hour)``) are served by entity: the latest row per ``origin``
+(see :attr:`FeatureGroupSpec.online_key`); training data joins them as of each row's event time, so a training
+row and a served vector agree whenever serving happens at the latest event time.
 """
 
 from __future__ import annotations
@@ -23,9 +27,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
 from fs_dagster.core.online.codec import decode_present, decode_vectors
+from fs_dagster.core.online.columns import (
+    decode_columns,
+    missing_value,
+    replaced,
+    request_values_array,
+    stored_values_array,
+    to_pandas,
+)
 from fs_dagster.core.online.sync import online_layout
 from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.transformations import FittedTransformations, resolve
@@ -35,7 +48,8 @@ if TYPE_CHECKING:
     from fs_dagster.core.store import FeatureStore
     from fs_dagster.core.training.training_dataset import TrainingDataset
 
-ReturnType = Literal["list", "dict", "pandas", "numpy"]
+ReturnType = Literal["list", "dict", "pandas", "pyarrow", "numpy"]
+_COLUMN_TYPES = ("pandas", "pyarrow")  # built column-wise (see fs_dagster.core.online.columns)
 
 
 @dataclass(frozen=True)
@@ -209,11 +223,32 @@ class FeatureView:
 
     @property
     def serving_keys(self) -> list[str]:
-        """Entry keys a vector lookup needs: the root's primary key, then each join's root-side columns."""
+        """Entry keys a vector lookup needs: the root's online key, then each join's root-side columns of the
+        joined group's online key. A time series is served by entity (:attr:`FeatureGroupSpec.online_key`), so
+        a join column that is the joined group's event time (weather joined on ``origin`` and ``time_hour``) is
+        not needed: the entity's latest row is served."""
+        keys = list(self._groups[0].spec.online_key)
+        for group_keys in self._join_serving_keys():
+            keys += [k for k in group_keys if k not in keys]
+        return keys
+
+    @property
+    def join_keys(self) -> list[str]:
+        """Columns that identify a row of the view's training and batch data: the root's primary key, then each
+        join's root-side columns (a superset of :attr:`serving_keys`; a join column that is the joined group's
+        event time is the as-of dimension there, carried along with the row)."""
         keys = list(self._groups[0].spec.primary_key)
         for join in self.query.joins:
             keys += [k for k in join.left_on if k not in keys]
         return keys
+
+    def _join_serving_keys(self) -> list[list[str]]:
+        """Per join, the root-side columns of the joined group's online key, in that key's order."""
+        out = []
+        for join, fg in zip(self.query.joins, self._groups[1:]):
+            online_key = set(fg.spec.online_key)
+            out.append([left for left, right in zip(join.left_on, join.right_on) if right in online_key])
+        return out
 
     def spec_dict(self) -> dict[str, Any]:
         return {
@@ -251,9 +286,9 @@ class FeatureView:
     def _resolve_columns(self) -> list[OutputColumn]:
         columns: list[OutputColumn] = []
         taken: set[str] = set()
-        # a joined feature may not take the name of a serving key or of the root's event time either: training
+        # a joined feature may not take the name of a join key or of the root's event time either: training
         # data carries those columns next to the features
-        reserved = set(self.serving_keys) | ({self._groups[0].spec.event_time} - {None})
+        reserved = set(self.join_keys) | ({self._groups[0].spec.event_time} - {None})
         for index, (selection, fg) in enumerate(zip(self.selections, self._groups)):
             schema_names = [f.name for f in fg.spec.features] or (fg.schema().names if fg.exists() else [])
             keys = set(fg.spec.primary_key)
@@ -310,7 +345,7 @@ class FeatureView:
             split: ``RandomSplit({"train": 0.8, "test": 0.2}, seed=1)`` / ``TimeSplit({...})``; None: one part.
             data_format: ``"parquet"`` or ``"csv"``.
             as_of: read the feature groups as of this time or commit (a dict: per feature group key).
-            spine: a DataFrame of serving keys + event times to build rows for (default: the root group's rows).
+            spine: a DataFrame of :attr:`join_keys` + event times to build rows for (default: the root group's rows).
         """
         from fs_dagster.core.training.training_dataset import create_training_dataset
 
@@ -352,12 +387,12 @@ class FeatureView:
         every row of ``spine``), each joined point-in-time correctly, in memory, for batch inference.
 
         Args:
-            spine: your entities: a frame of the :attr:`serving_keys` and an event time; each row gets the
+            spine: your entities: a frame of the :attr:`join_keys` and an event time; each row gets the
                 features as they were at its event time (Feast's ``get_historical_features``). Nothing is written.
             spine_event_time: the spine's event-time column (default: the root group's event-time name).
             as_of: read the feature groups as of this time or commit (default: their latest commits).
             transformed: apply the serving transformations (:meth:`init_serving`), as served vectors get them.
-            with_keys: include the serving keys and the event time (to attach predictions to).
+            with_keys: include the join keys and the event time (to attach predictions to).
         """
         from fs_dagster.core.training.view_data import pin_commits, read_view_data
 
@@ -385,7 +420,7 @@ class FeatureView:
         Args:
             spine: entities and event times to build rows for (default: the root group's rows, optionally
                 ``start_time <= event time < end_time``).
-            with_keys: put the serving keys and the event time in front of the features.
+            with_keys: put the join keys and the event time in front of the features.
 
         Returns:
             ``(features, labels)``: labels has the view's label columns (none: an empty frame of as many rows).
@@ -426,14 +461,19 @@ class FeatureView:
         """One feature vector (labels excluded) in :attr:`feature_names` order.
 
         Args:
-            entry: values of :attr:`serving_keys` (e.g. ``{"flight_id": ..., "origin": ..., "time_hour": ...}``).
+            entry: values of :attr:`serving_keys` (e.g. ``{"flight_id": ..., "origin": ..., "tailnum": ...}``;
+                other entries are ignored).
             passed_features: values that replace (or stand in for) looked-up features, e.g. request-time data.
             allow_missing: a feature group without a row for the entry gives nulls instead of an error.
-            return_type: ``"list"``, ``"dict"``, ``"pandas"`` (one-row DataFrame) or ``"numpy"``.
+            return_type: ``"list"``, ``"dict"``, ``"pandas"`` (one-row DataFrame), ``"pyarrow"`` (one-row
+                Table) or ``"numpy"``.
 
         Raises:
             NotFoundError: an entity has no row (unless ``allow_missing``); the message names group and key.
         """
+        _check_return_type(return_type)
+        if return_type in _COLUMN_TYPES:
+            return self._frame([entry], [passed_features or {}], allow_missing, return_type)
         [vector] = self._vectors([entry], [passed_features or {}], allow_missing)
         return self._shape([vector], return_type, single=True)
 
@@ -444,12 +484,111 @@ class FeatureView:
         allow_missing: bool = False,
         return_type: ReturnType = "list",
     ) -> Any:
-        """Feature vectors for many entries in one round trip (see :meth:`get_feature_vector`)."""
+        """Feature vectors for many entries in one round trip (see :meth:`get_feature_vector`).
+
+        ``return_type="pandas"`` or ``"pyarrow"`` builds the frame column by column (no Python row per entry),
+        with the column types of training and batch data: the feature's offline type, timestamps as
+        ``datetime64[us, UTC]``, numbers with nulls as float64 NaN in pandas, strings and dates as objects;
+        transformations are applied to whole columns (as to training frames)."""
+        _check_return_type(return_type)
         passed = list(passed_features) if passed_features is not None else [{}] * len(entries)
         if len(passed) != len(entries):
             raise InvalidDataError(f"{len(entries)} entries but {len(passed)} passed_features")
+        if return_type in _COLUMN_TYPES:
+            return self._frame(list(entries), passed, allow_missing, return_type)
         vectors = self._vectors(list(entries), passed, allow_missing)
         return self._shape(vectors, return_type, single=False)
+
+    def _frame(self, entries: list[dict[str, Any]], passed: list[dict[str, Any]], allow_missing: bool,
+               return_type: ReturnType) -> Any:
+        """Vectors as a pandas DataFrame or an Arrow Table, built column-wise."""
+        transformations = self._transformations_for_serving()
+        if len(entries) < _GC_PAUSE_MIN_ENTRIES:
+            table = self._table(entries, passed, allow_missing)
+        else:
+            with _gc_paused():
+                table = self._table(entries, passed, allow_missing)
+        if transformations is None:
+            return to_pandas(table) if return_type == "pandas" else table
+        frame = transformations.transform_frame(to_pandas(table))
+        return frame if return_type == "pandas" else pa.Table.from_pandas(frame, preserve_index=False)
+
+    def _table(self, entries: list[dict[str, Any]], passed: list[dict[str, Any]], allow_missing: bool) -> pa.Table:
+        """The vectors of ``entries`` as an Arrow table, column-wise (see :mod:`fs_dagster.core.online.columns`).
+
+        A batch of :data:`_PIECES_MIN_ENTRIES`+ entries is read as one MGET per feature group (and per
+        :data:`_COLUMN_PIECE_ENTRIES` entries), pipelined: the next group's keys are built while the server looks
+        up this one's, and each group is decoded, all of its rows at once, while the server answers the next."""
+        plan = self._serving_plan()
+        n = len(entries)
+        groups = range(len(plan.layouts))
+        bounds = [(a, min(n, a + _COLUMN_PIECE_ENTRIES)) for a in range(0, n, _COLUMN_PIECE_ENTRIES)] or [(0, 0)]
+        results = None
+        if n >= _PIECES_MIN_ENTRIES:
+            pieces = [(g, a, b) for a, b in bounds for g in groups]
+
+            def keys_of(g: int, a: int, b: int) -> Callable[[], list[bytes]]:
+                def build() -> list[bytes]:
+                    keys = plan.group_keys(g, entries[a:b])
+                    if keys is None:
+                        raise _MissingServingKey()
+                    return keys
+                return build
+
+            def handle(i: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
+                return plan.group_columns(pieces[i][0], raw)
+
+            try:
+                results = self._store.online_store.mget_pieces([keys_of(*piece) for piece in pieces], handle)
+            except _MissingServingKey:
+                results = None  # the one-MGET path raises the error naming the key
+        if results is None:
+            raw = self._fetch(plan, entries)
+            bounds = [(0, n)]
+            results = [plan.group_columns(g, raw[g * n : (g + 1) * n]) for g in groups]
+        # results: per piece of entries (bounds), per group: (value arrays, missing rows)
+        per_piece = [results[i * len(groups) : (i + 1) * len(groups)] for i in range(len(bounds))]
+        missing = [_concat_missing([piece[g][1] for piece in per_piece], [b - a for a, b in bounds])
+                   for g in groups]
+        if not allow_missing and any(m is not None for m in missing):
+            self._check_missing(plan, entries, passed, missing)
+        names = [c.name for c in plan.wanted]
+        columns: list[Any] = []
+        for g, index, name in plan.sources:
+            if index is not None:
+                chunks = [piece[g][0][index] for piece in per_piece]
+                columns.append(chunks[0] if len(chunks) == 1 else _chunked(chunks))
+            else:  # a key column: the request's values (null where the group has no row, as in lists)
+                values = [entry[name] for entry in entries]
+                if missing[g] is not None:
+                    values = [None if gone else v for v, gone in zip(values, missing[g])]
+                layout = plan.layouts[g]
+                columns.append(request_values_array(values, layout.key_types[layout.key_columns.index(name)]))
+        if any(passed):
+            positions = {name: i for i, name in enumerate(names)}
+            overrides: dict[int, dict[int, Any]] = {}
+            for row, given in enumerate(passed):
+                for name, value in given.items():
+                    if name in positions:
+                        overrides.setdefault(positions[name], {})[row] = value
+            for i, replacements in overrides.items():
+                columns[i] = replaced(columns[i], replacements, names[i])
+        if not names:  # (no features: n rows of nothing)
+            return pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
+        return pa.Table.from_arrays(columns, names=names)
+
+    def _check_missing(self, plan: _ServingPlan, entries: list[dict[str, Any]], passed: list[dict[str, Any]],
+                       missing: list[list[bool] | None]) -> None:
+        """Raises NotFoundError for the first entry (then group) without a row, unless all of that group's
+        features are passed for it (the per-entry path's rule and message)."""
+        for row in range(len(entries)):
+            for g, gone in enumerate(missing):
+                if gone is not None and gone[row] and not self._all_passed(g, passed[row]):
+                    key = {k: entries[row][k] for k in plan.key_columns[g]}
+                    raise NotFoundError(
+                        f"feature view {self.name}: no online row in feature group {self._groups[g].spec.key} "
+                        f"for {key}"
+                    )
 
     def _vectors(self, entries: list[dict[str, Any]], passed: list[dict[str, Any]], allow_missing: bool) -> list[list[Any]]:
         if len(entries) < _GC_PAUSE_MIN_ENTRIES:
@@ -556,7 +695,7 @@ class FeatureView:
 
     def _serving_plan(self) -> _ServingPlan:
         if self._plan is None:
-            key_columns = [list(self._groups[0].spec.primary_key)] + [list(j.left_on) for j in self.query.joins]
+            key_columns = [list(self._groups[0].spec.online_key)] + self._join_serving_keys()
             self._plan = _ServingPlan(key_columns, self._online_layouts(), [c for c in self.columns if not c.label])
         return self._plan
 
@@ -571,16 +710,8 @@ class FeatureView:
         if return_type == "dict":
             dicts = [dict(zip(names, v)) for v in vectors]
             return dicts[0] if single else dicts
-        if return_type == "pandas":
-            frame = pd.DataFrame(vectors, columns=names)
-            for column in names:  # typed columns: timestamps as datetime64[us, UTC], numbers numeric
-                if frame[column].map(lambda v: isinstance(v, datetime)).any():
-                    frame[column] = pd.to_datetime(frame[column], utc=True)
-            return frame
-        if return_type == "numpy":
-            array = np.array(vectors, dtype=object)
-            return array[0] if single else array
-        raise InvalidDataError(f"return_type must be list, dict, pandas or numpy, got {return_type!r}")
+        array = np.array(vectors, dtype=object)  # ("numpy"; frames are built by _frame, column-wise)
+        return array[0] if single else array
 
 
 # A batch of 1,000 vectors allocates ~20k tuples and lists; with the collector on, the young-generation passes
@@ -594,6 +725,24 @@ _GC_PAUSE_MIN_ENTRIES = 64
 _PIECES_MIN_ENTRIES = 64
 _MIN_PIECE_ENTRIES = 32
 _PIECE_ENTRIES = 200
+# frames (pandas, pyarrow): a piece is one feature group's keys of up to _COLUMN_PIECE_ENTRIES entries, decoded with
+# numpy from _NUMPY_DECODE_MIN_ROWS rows on (each numpy call costs ~1-5 us whatever its size: below that, MessagePack
+# row by row is faster)
+_COLUMN_PIECE_ENTRIES = 4096
+_NUMPY_DECODE_MIN_ROWS = 64
+
+
+def _check_return_type(return_type: Any) -> None:
+    if return_type not in ("list", "dict", "numpy", *_COLUMN_TYPES):
+        raise InvalidDataError(f"return_type must be list, dict, pandas, pyarrow or numpy, got {return_type!r}")
+
+
+def _chunked(arrays: list[pa.Array]) -> pa.ChunkedArray | pa.Array:
+    """One column of several pieces (the pieces' arrays as chunks; pieces typed differently by inference, a type
+    fs-dagster does not write itself, are merged by Arrow's inference)."""
+    if len({a.type for a in arrays}) == 1:
+        return pa.chunked_array(arrays)
+    return pa.array([value for array in arrays for value in array.to_pylist()])
 
 
 class _MissingServingKey(Exception):
@@ -612,6 +761,13 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _concat_missing(parts: list[list[bool] | None], sizes: list[int]) -> list[bool] | None:
+    """The missing-row flags of a group's pieces as one list (None: no row missing)."""
+    if all(part is None for part in parts):
+        return None
+    return [flag for part, size in zip(parts, sizes) for flag in (part if part is not None else [False] * size)]
+
+
 class _ServingPlan:
     """How a view's vectors are assembled, worked out once: key columns per group, and for the common case (every
     row found, no passed features) which decoded values go where, so a batch is built column-wise with C-level
@@ -622,6 +778,7 @@ class _ServingPlan:
         self.key_columns = key_columns
         self.layouts = layouts
         self.wanted = wanted
+        self._plan_columns()
         self.getters: list[Any] = []
         self.converters: list[tuple[int, Any]] = []  # (output position, converter) for timestamps and dates
         groups = [c.group_index for c in wanted]
@@ -648,6 +805,43 @@ class _ServingPlan:
             converter = layout.value_converters()[layout.value_columns.index(column.source)]
             if converter is not None:
                 self.converters.append((position, converter))
+
+    def _plan_columns(self) -> None:
+        """Where each wanted feature comes from, column-wise: (group, stored value index, or None for a key
+        column: the request's value, source column name)."""
+        self.sources: list[tuple[int, int | None, str]] = []
+        for column in self.wanted:
+            values = self.layouts[column.group_index].value_columns
+            index = values.index(column.source) if column.source in values else None
+            self.sources.append((column.group_index, index, column.source))
+        self.value_indices = [sorted({i for g, i, _ in self.sources if g == group and i is not None})
+                              for group in range(len(self.layouts))]
+
+    def group_keys(self, g: int, entries: list[Any]) -> list[bytes] | None:
+        """Group ``g``'s keys of ``entries`` (None: an entry lacks a serving key)."""
+        try:
+            columns = [list(map(itemgetter(k), entries)) for k in self.key_columns[g]]
+        except (KeyError, TypeError, IndexError):
+            return None
+        return self.layouts[g].keys_for(columns)
+
+    def group_columns(self, g: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
+        """Group ``g``'s wanted stored values of a batch as typed arrays (by value column index; nulls where a
+        row is missing), and which rows are missing (None: none). Decoded with numpy for
+        :data:`_NUMPY_DECODE_MIN_ROWS`+ rows, else (and for types that decoder does not handle) by MessagePack
+        row by row, then transposed (:func:`stored_values_array`): the same arrays either way."""
+        layout = self.layouts[g]
+        wanted = self.value_indices[g]
+        missing = None
+        if None in raw:
+            missing = [value is None for value in raw]
+            filler = missing_value(layout)
+            raw = [filler if value is None else value for value in raw]
+        arrays = decode_columns(raw, layout, wanted) if len(raw) >= _NUMPY_DECODE_MIN_ROWS else None
+        if arrays is None:
+            transposed = list(zip(*decode_present(raw))) if raw else [()] * len(layout.value_columns)
+            arrays = {i: stored_values_array(list(transposed[i]), layout.value_types[i]) for i in wanted}
+        return arrays, missing
 
     def keys(self, entries: list[Any]) -> list[bytes] | None:
         """Keys of every entry, group by group (None: an entry lacks a serving key)."""

@@ -92,7 +92,7 @@ class FeatureGroupSpec:
             and against the stored row (equal times: the later write), offline and online alike; point-in-time
             joins use it. None for static features (then the latest write wins).
         partition_key: column(s) whose values partition the offline table (folders).
-        online_enabled: keep the latest row per key in the online store.
+        online_enabled: keep the latest row per entity in the online store (see :attr:`online_key`).
         online_ttl_seconds: online values expire this long after their last write (None: never).
         description, tags, owner: shown in search and the Dagster UI.
         features: per-feature descriptions (types are filled in by the first write).
@@ -146,6 +146,21 @@ class FeatureGroupSpec:
     @property
     def key(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def online_key(self) -> tuple[str, ...]:
+        """The entity key of the online store: the primary key without the event time when the event time is part
+        of it (a time series such as weather keyed by ``(origin, time_hour)``: the offline table keeps every hour
+        for point-in-time joins, the online store the latest row per ``origin``, as Feast serves entities), else
+        the primary key. A primary key of the event time alone keeps it (there would be no entity left)."""
+        if self.event_time in self.primary_key and len(self.primary_key) > 1:
+            return tuple(c for c in self.primary_key if c != self.event_time)
+        return self.primary_key
+
+    @property
+    def is_time_series(self) -> bool:
+        """Whether the online store keeps one row per entity of several offline rows (see :attr:`online_key`)."""
+        return self.online_key != self.primary_key
 
     def feature(self, name: str) -> Feature | None:
         return next((f for f in self.features if f.name == name), None)

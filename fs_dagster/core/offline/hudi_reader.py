@@ -436,28 +436,6 @@ class HudiTableReader:
                 con.unregister("fs_after")
 
     @_one_table
-    def read_records(self, record_keys: pa.Array | pa.ChunkedArray, columns: Sequence[str]) -> pa.Table:
-        """Rows of the latest snapshot whose ``_hoodie_record_key`` is one of ``record_keys``, in every partition
-        (a key whose partition value changed lives in several). ``columns`` may name meta columns."""
-        files = self.base_files()
-        projection = list(columns)
-        if not files or not len(record_keys):
-            return self._empty(projection)
-        keys = pa.table({"_hoodie_record_key": record_keys})
-        select = ", ".join(quote_identifier(c) for c in projection)
-        with self._lock:
-            con = self._con()
-            con.register("fs_record_keys", keys)
-            try:
-                result = con.sql(
-                    f"SELECT {select} FROM {self._source(files)} SEMI JOIN fs_record_keys USING (_hoodie_record_key)"
-                ).fetch_arrow_table()
-            finally:
-                con.unregister("fs_record_keys")
-        expected = self._schema_of(projection)
-        return result.cast(expected) if result.schema != expected else result
-
-    @_one_table
     def count(self, as_of: AsOf = None) -> int:
         files = self.base_files(as_of)
         if not files:

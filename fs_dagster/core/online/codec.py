@@ -1,16 +1,18 @@
 """Key layout and value encoding of the online store (chosen for one round trip per vector and fast decoding).
 
-Key:   ``<prefix><project>:<group>:<version>:<schema id>|<entity>``; ``<entity>`` is the primary key values as text
-       joined by ``\\x1f`` (ints as decimal, timestamps as epoch microseconds, dates as epoch days, bools 1/0).
-       The schema id (hash of column names and types) is in the key, so a new feature-group version or an added
-       column never reads values written for another schema.
+Key:   ``<prefix><project>:<group>:<version>:<schema id>|<entity>``; ``<entity>`` is the online key's values as
+       text joined by ``\\x1f`` (ints as decimal, timestamps as epoch microseconds, dates as epoch days, bools 1/0).
+       The online key is the primary key, or for a time series (event time in the primary key) the primary key
+       without it, so one key holds the entity's latest row. The schema id (hash of column names and types, and
+       of the online key when it is not the primary key) is in the key, so a new feature-group version, an added
+       column or another key layout never reads values written for another schema.
 Value: a 37-byte ASCII header ``<20-digit event time in µs + 10^18><17-digit commit instant>`` that the server
        compares to decide whether a write is newer, then one MessagePack array of the non-key columns in schema
        order (timestamps as µs, dates as days; floats as float64, so NaN, +-inf and -0.0 are served exactly as
        the offline table holds them, and only a null is nil/None). Arrays of positional values are ~3x smaller
        and faster to decode than per-field hashes, and a batch of values decodes in one C call (see
        :func:`decode_many`).
-Requests: a primary-key value must have its column's declared type (see :func:`_scalar_key_text`): ``"1"`` or
+Requests: a key value must have its column's declared type (see :func:`_scalar_key_text`): ``"1"`` or
        ``1.0`` never finds the entity with int key 1.
 """
 
@@ -50,12 +52,15 @@ class OnlineLayout:
     @classmethod
     def build(
         cls, key_prefix: str, project: str, name: str, version: int, schema: pa.Schema,
-        primary_key: Sequence[str], event_time: str | None,
+        primary_key: Sequence[str], event_time: str | None, online_key: Sequence[str] | None = None,
     ) -> OnlineLayout:
-        fingerprint = hashlib.sha1(
-            ";".join(f"{f.name}:{f.type}" for f in schema).encode(), usedforsecurity=False
-        ).hexdigest()[:8]
-        keys = tuple(primary_key)
+        """The layout of a feature-group version; ``online_key``: the entity key when it is not the primary key
+        (a time series served by entity: one value per entity, the latest; the event time is then a value)."""
+        keys = tuple(online_key if online_key is not None else primary_key)
+        described = ";".join(f"{f.name}:{f.type}" for f in schema)
+        if keys != tuple(primary_key):  # another key layout: a schema id of its own, so no old key is read
+            described += ";online key:" + ",".join(keys)
+        fingerprint = hashlib.sha1(described.encode(), usedforsecurity=False).hexdigest()[:8]
         values = tuple(f.name for f in schema if f.name not in keys)
         return cls(
             prefix=f"{key_prefix}{project}:{name}:{version}:{fingerprint}|",
@@ -336,6 +341,8 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 def _key_texts(values: Sequence[Any], arrow_type: pa.DataType, column: str) -> list[str]:
     """:func:`_scalar_key_text` of each value, with fast paths for the usual Python types (same text)."""
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        if set(map(type, values)) <= {str}:  # (C loops)
+            return values if isinstance(values, list) else list(values)
         return [v if type(v) is str else _scalar_key_text(v, arrow_type, column) for v in values]
     if pa.types.is_integer(arrow_type):
         return [str(v) if type(v) is int else _scalar_key_text(v, arrow_type, column) for v in values]

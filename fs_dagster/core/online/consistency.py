@@ -13,6 +13,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
+
+from fs_dagster.core.online.sync import COMMIT_TIME, latest_per_key
 
 if TYPE_CHECKING:
     from fs_dagster.core.feature_group import FeatureGroup
@@ -60,15 +63,18 @@ def _utc(moment: datetime) -> datetime:
 
 
 def check_consistency(fg: FeatureGroup, sample_size: int = 100, seed: int = 0) -> ConsistencyReport:
-    """Samples up to ``sample_size`` rows of the latest snapshot and compares every column with the online row."""
-    snapshot = fg.read(dataframe_type="arrow")
+    """Samples up to ``sample_size`` rows of the latest snapshot and compares every column with the online row.
+
+    A time series (:attr:`FeatureGroupSpec.online_key` is its entity) is sampled among its latest rows per entity,
+    the rows the online store serves."""
+    snapshot = _latest_per_entity(fg) if fg.spec.is_time_series else fg.read(dataframe_type="arrow")
     if snapshot.num_rows == 0:
         return ConsistencyReport(0, 0)
     n = snapshot.num_rows
     # (the rows pandas' DataFrame.sample picked before the comparison moved to Arrow values: same sample per seed)
     positions = pd.Series(range(n)).sample(n=min(sample_size, n), random_state=seed).to_numpy()
     records = snapshot.take(positions).to_pylist()
-    keys = [tuple(record[c] for c in fg.spec.primary_key) for record in records]
+    keys = [tuple(record[c] for c in fg.spec.online_key) for record in records]
     online_rows = fg.get_online(keys)
     missing = 0
     mismatches: list[Mismatch] = []
@@ -81,3 +87,10 @@ def check_consistency(fg: FeatureGroup, sample_size: int = 100, seed: int = 0) -
             if not same_value(value, online_value):
                 mismatches.append(Mismatch(key, column, value, online_value))
     return ConsistencyReport(len(keys), missing, mismatches)
+
+
+def _latest_per_entity(fg: FeatureGroup) -> pa.Table:
+    """The latest snapshot's latest row per entity of a time series (as the online sync chooses it)."""
+    reader = fg._reader()
+    rows = reader.read(columns=[COMMIT_TIME, *reader.schema().names])
+    return latest_per_key(rows, fg.spec).drop_columns([COMMIT_TIME])

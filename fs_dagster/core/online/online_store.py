@@ -2,10 +2,12 @@
 
 Writes go through a server-side Lua script that compares the stored value's header (event time, then commit
 instant) with the new one and writes only if the new one is not older, so a backfill of old partitions never
-overwrites newer values, and of two rows with equal event times the later commit wins. Batches are pipelined
-(in a cluster: one script call per hash slot, pipelined per node). On a standalone server, writes are packed into
-RESP by Arrow kernels and new or existing unique keys skip the script (``MSETNX``, or WATCH/MULTI/EXEC with the
-headers compared client side; same outcome, a third of the server's work): see :mod:`.pipeline`.
+overwrites newer values, and of two rows with equal event times the later commit wins. (The one exception,
+:meth:`OnlineStore.settle`, sets keys to what an offline snapshot holds, for a time series whose served row was
+deleted offline, yet never over a value a later commit wrote.) Batches are pipelined (in a cluster: one script
+call per hash slot, pipelined per node). On a standalone server, writes are packed into RESP by Arrow kernels and
+new or existing unique keys skip the script (``MSETNX``, or WATCH/MULTI/EXEC with the headers compared client
+side; same outcome, a third of the server's work): see :mod:`.pipeline`.
 
 Errors: every failure to reach or use the server is raised as a :class:`FeatureStoreError` naming the address:
 :class:`OnlineStoreUnavailable` (refused, timed out, TLS handshake failed, server loading/out of memory/read-only),
@@ -31,7 +33,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fs_dagster.core.errors import FeatureStoreError
-from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, ChunkedEncoding, EncodedRows, OnlineLayout, _offsets
+from fs_dagster.core.online.codec import (
+    BINARY,
+    HEADER_BYTES,
+    ChunkedEncoding,
+    EncodedRows,
+    OnlineLayout,
+    _instant_bytes,
+    _offsets,
+)
 
 # KEYS[i] gets ARGV[i + 1] if its header is >= the stored value's (or nothing is stored); ARGV[1] is the TTL.
 # The stored values are read with one MGET per 1,000 keys (not one GETRANGE call per key: a call from Lua costs
@@ -59,6 +69,31 @@ for i = 1, n do
 end
 return written
 """ % (HEADER_BYTES, HEADER_BYTES)
+
+# Settles values from an offline snapshot (as of commit ARGV[1]): KEYS[i] gets ARGV[i + 2], or is deleted if that
+# is empty, unless its stored value was written by a later commit than the snapshot's (header bytes 21-37: the
+# commit instant); ARGV[2] is the TTL. Returns {keys deleted, keys replaced} (an identical value is left alone).
+SETTLE = """
+local instant, ttl = ARGV[1], tonumber(ARGV[2])
+local call, sub = redis.call, string.sub
+local deleted, replaced = 0, 0
+for i = 1, #KEYS do
+  local key, new = KEYS[i], ARGV[i + 2]
+  local old = call('GET', key)
+  if old and sub(old, 21, %d) > instant then
+    -- written by a commit after the snapshot: it is newer than anything settled here
+  elseif new == '' then
+    if old then
+      call('DEL', key)
+      deleted = deleted + 1
+    end
+  elseif old ~= new then
+    if ttl > 0 then call('SET', key, new, 'EX', ttl) else call('SET', key, new) end
+    replaced = replaced + 1
+  end
+end
+return {deleted, replaced}
+""" % HEADER_BYTES
 
 TLS_SCHEMES = ("valkeys", "rediss")
 SCHEMES = ("valkey", "redis", *TLS_SCHEMES, "unix")
@@ -140,6 +175,7 @@ class OnlineStore:
         self.config = config
         self.address = address
         self._script = client.register_script(GUARDED_SET)
+        self._settle_script = client.register_script(SETTLE)  # (called with the current client: it may move)
         self._script_loaded = False  # cluster mode: loaded on every primary before the first pipelined write
         self._msetnx = True  # False once the server's ACL refused MSETNX (writes then all go through the script)
         self._watch = True  # False once it refused WATCH/MULTI/EXEC/MSET (updates then go through the script)
@@ -349,6 +385,32 @@ class OnlineStore:
             return pipe.execute()
 
         return sum(self._call("delete", delete_all))
+
+    def settle(self, layout: OnlineLayout, keys: pa.Array, table: pa.Table,
+               instants: str | Sequence[str] | pa.Array | pa.ChunkedArray, snapshot_instant: str,
+               ttl_seconds: int | None = None) -> tuple[int, int]:
+        """Sets ``keys`` to what an offline snapshot (as of commit ``snapshot_instant``) says they hold: the row of
+        ``table`` with that key (``instants``: the commit that wrote each row), or nothing (the key is deleted) if
+        ``table`` has none. Unlike :meth:`write`, an older value replaces a newer one (a time series' newest row
+        was deleted offline: its entity serves the latest remaining one), but never a value written by a commit
+        after the snapshot. Atomic per key. Returns (keys deleted, keys whose value changed)."""
+        if not len(keys):
+            return 0, 0
+        values: dict[bytes, bytes] = {}
+        if table.num_rows:
+            values = dict(zip(layout.encode_keys(table), layout.encode_values(table, instants)))
+        listed = keys.to_pylist()
+        settled = [values.get(key, b"") for key in listed]
+        instant, ttl = _instant_bytes(snapshot_instant), _ttl(ttl_seconds)
+        # (one key per call in a cluster: a script may only touch keys of one slot; settling is rare and small)
+        size = 1 if self.config.cluster else self.config.batch_size
+        deleted = replaced = 0
+        for start in range(0, len(listed), size):
+            part, args = listed[start : start + size], [instant, ttl, *settled[start : start + size]]
+            gone, changed = self._call(
+                "write", lambda: self._settle_script(keys=part, args=args, client=self.client))
+            deleted, replaced = deleted + int(gone), replaced + int(changed)
+        return deleted, replaced
 
     def set_marker(self, key: str, value: str) -> None:
         self._call("marker", lambda: self.client.set(key, value))

@@ -2,19 +2,27 @@
 
 Incremental by default: the last synced commit is recorded in Valkey next to the values (so a wiped or new server
 has no marker and gets a full resync); rows written by later commits are read with a Hudi incremental query,
-reduced to the latest row per primary key, and written through the guarded set; keys deleted offline are deleted
+reduced to the latest row per online key, and written through the guarded set; keys deleted offline are deleted
 online. A failed sync leaves the marker where it was, so the next sync repairs whatever was missed.
+
+Time series (event time in the primary key, see :attr:`FeatureGroupSpec.online_key`) keep one online value per
+entity, its latest row: rows are reduced to the latest per entity before they are written (a full sync too, file
+by file; the guard settles entities across files). A deleted row may be the one an entity serves, so the entities
+of deleted rows are settled again from the snapshot: each gets its latest remaining row, or is deleted if it has
+none, unless a later commit wrote it meanwhile (see :meth:`OnlineStore.settle`). The sync marker lives under the
+layout's key prefix, so a group whose online key changed (the schema id changes with it) gets a full resync.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.offline.hudi_reader import HudiTableReader
+from fs_dagster.core.offline.hudi_reader import HudiTableReader, _shared_database, quote_identifier
 from fs_dagster.core.online.codec import OnlineLayout
 from fs_dagster.core.online.online_store import OnlineStore
 from fs_dagster.core.specs import FeatureGroupSpec
@@ -40,19 +48,22 @@ class OnlineSyncResult:
 
 
 def online_layout(spec: FeatureGroupSpec, schema: pa.Schema, project: str, key_prefix: str) -> OnlineLayout:
-    return OnlineLayout.build(key_prefix, project, spec.name, spec.version, schema, spec.primary_key, spec.event_time)
+    return OnlineLayout.build(key_prefix, project, spec.name, spec.version, schema, spec.primary_key, spec.event_time,
+                              spec.online_key)
 
 
 def latest_per_key(rows: pa.Table, spec: FeatureGroupSpec) -> pa.Table:
-    """One row per primary key: largest event time, then latest commit (a key can live in several partitions)."""
+    """One row per online key (:attr:`FeatureGroupSpec.online_key`: the primary key, or a time series' entity):
+    largest event time, then latest commit (a key can live in several partitions)."""
     if rows.num_rows == 0:
         return rows
-    order = [(c, "ascending") for c in spec.primary_key]
+    key = list(spec.online_key)
+    order = [(c, "ascending") for c in key]
     if spec.event_time:
         order.append((spec.event_time, "descending"))
     order.append((COMMIT_TIME, "descending"))
     rows = rows.sort_by(order)
-    keys = rows.select(list(spec.primary_key))
+    keys = rows.select(key)
     n = rows.num_rows
     if n == 1:
         return rows
@@ -76,35 +87,52 @@ def _unique_keys(rows: pa.Table, layout: OnlineLayout) -> pa.Array | None:
     return None
 
 
-def _resettle_deleted(
+def _settle_entities(
     spec: FeatureGroupSpec,
     reader: HudiTableReader,
     online: OnlineStore,
     layout: OnlineLayout,
     gone: pa.Table,
     rows: pa.Table,
-    data_columns: list[str],
+    instant: str,
 ) -> tuple[int, int, pa.Table]:
-    """Keys deleted in some partition of a partitioned group: a key whose partition value changed lives in several
-    partitions offline, and what it serves is its newest record among them. So each such key is settled again from
-    the latest snapshot: deleted online, then its newest surviving record (if any) written. The guard alone cannot
-    do it: the deleted record may be newer than the survivor, and a survivor need not be among the changed rows.
+    """Entities with deleted rows, settled again from the snapshot as of ``instant`` (the commit synced to): the
+    deleted row may be the one an entity serves (then its latest remaining row must be served, or nothing), which
+    the guard cannot do (it keeps the newer row). A time series' entity has a row per hour; a partitioned group's
+    key lives in several partitions once its partition value changed. ``rows`` are the changed rows.
 
     Returns:
-        (keys deleted for good, keys re-written from a surviving record, ``rows`` without the settled keys).
+        (entities deleted online, entities whose value was replaced, ``rows`` without the settled entities: the
+        snapshot they were settled from holds their changes already).
     """
-    affected = pa.array(sorted(set(layout.encode_keys(gone))), pa.large_binary())
-    survivors = latest_per_key(
-        reader.read_records(pc.unique(gone["_hoodie_record_key"]), [COMMIT_TIME, *data_columns]), spec
-    )
-    online.delete(affected.to_pylist())
-    rewritten = 0
-    if survivors.num_rows:
-        rewritten = online.write(layout, survivors.drop_columns([COMMIT_TIME]), survivors[COMMIT_TIME],
-                                 spec.online_ttl_seconds, unique_keys=True)
-    if rows.num_rows:  # their changed rows are in the snapshot the survivors came from: settled already
-        rows = rows.filter(pc.invert(pc.is_in(layout.key_array(rows), value_set=affected)))
-    return len(affected) - survivors.num_rows, rewritten, rows
+    entity = list(spec.online_key)
+    entities = gone.select(entity).group_by(entity).aggregate([])
+    keys = layout.key_array(entities)
+    survivors = latest_per_key(_snapshot_rows(reader, instant, entities, rows.schema), spec)
+    data = survivors.drop_columns([COMMIT_TIME])
+    deleted, replaced = online.settle(layout, keys, data, survivors[COMMIT_TIME], instant, spec.online_ttl_seconds)
+    if rows.num_rows:
+        rows = rows.filter(pc.invert(pc.is_in(layout.key_array(rows), value_set=keys)))
+    return deleted, replaced, rows
+
+
+def _snapshot_rows(reader: HudiTableReader, instant: str, entities: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The snapshot's rows (as of ``instant``; columns of ``schema``) of the entities in ``entities``."""
+    relation = reader.snapshot_sql(instant)
+    if relation is None:
+        return schema.empty_table()
+    name = f"__fs_entities_{uuid.uuid4().hex}"
+    columns = ", ".join(quote_identifier(c) for c in schema.names)
+    using = ", ".join(quote_identifier(c) for c in entities.column_names)
+    connection = _shared_database().cursor()
+    try:
+        connection.execute("SET TimeZone='UTC'")
+        connection.register(name, entities)
+        found = connection.sql(f"SELECT {columns} FROM {relation} SEMI JOIN {quote_identifier(name)} "
+                               f"USING ({using})").fetch_arrow_table()
+    finally:
+        connection.close()
+    return found.cast(schema) if found.schema != schema else found
 
 
 def sync_feature_group(
@@ -125,23 +153,28 @@ def sync_feature_group(
         return OnlineSyncResult(marker, latest, False, 0, 0, 0, time.perf_counter() - started)
     incremental = marker is not None and not full and marker < latest
     data_columns = list(schema.names)
-    deleted = resettled = 0
+    deleted = settled = 0
     if incremental:
         rows = reader.read_changes(marker, latest, columns=[COMMIT_TIME, *data_columns], with_meta=False)
         gone = reader.deleted_keys(marker, latest, columns=list(spec.primary_key))
-        if gone.num_rows and spec.partition_key:
-            deleted, resettled, rows = _resettle_deleted(spec, reader, online, layout, gone, rows, data_columns)
+        if gone.num_rows and (spec.is_time_series or spec.partition_key):
+            # the deleted row may be what the entity serves: settle it from the snapshot (a time series' latest
+            # remaining hour; a key whose partition changed, its newest record in another partition)
+            deleted, settled, rows = _settle_entities(spec, reader, online, layout, gone, rows, latest)
         elif gone.num_rows:
             still = latest_per_key(rows, spec)  # deleted, then written again within the synced commits
             gone_keys = set(layout.encode_keys(gone)) - set(layout.encode_keys(still))
             deleted = online.delete(sorted(gone_keys))
     else:
         # file by file, the next read while this one is written: keys are unique within a base file, so no
-        # uniqueness pass is needed; a key in several partitions (files) is settled by the guard (a batch with a
-        # key that exists goes to the guarded script)
+        # uniqueness pass is needed (a time series' file has many rows per entity: its latest is kept); a key in
+        # several partitions (files) is settled by the guard (a batch with a key that exists goes to the guarded
+        # script)
         offered = written = 0
         for part in reader.read_by_file(columns=[COMMIT_TIME, *data_columns], with_meta=False):
             offered += part.num_rows
+            if spec.is_time_series:
+                part = latest_per_key(part, spec)
             written += online.write(layout, part.drop_columns([COMMIT_TIME]), part[COMMIT_TIME],
                                     spec.online_ttl_seconds, unique_keys=True)
         online.set_marker(layout.sync_marker_key, latest)
@@ -156,8 +189,8 @@ def sync_feature_group(
         from_instant=marker if incremental else None,
         to_instant=latest,
         full=not incremental,
-        rows_offered=rows.num_rows + resettled,
-        keys_written=written + resettled,
+        rows_offered=rows.num_rows + settled,
+        keys_written=written + settled,
         keys_deleted=deleted,
         seconds=time.perf_counter() - started,
     )

@@ -122,7 +122,7 @@ def create_training_dataset(
         split: :class:`RandomSplit` / :class:`TimeSplit`; None = one part, ``"all"``.
         data_format: ``"parquet"`` (default) or ``"csv"``.
         as_of: read the feature groups as of this time/commit (per group with a dict); default their latest.
-        spine: entity keys (the view's serving keys) + event times to build rows for; default the root group.
+        spine: entity keys (the view's :attr:`join_keys`) + event times to build rows for; default the root group.
         spine_event_time: the spine's event-time column (default: the root group's event-time name).
         statistics: compute descriptive statistics of every split.
         reuse_identical: if the latest version has the same content, split and format, return it instead of
@@ -258,7 +258,7 @@ class TrainingDataset:
 
         Args:
             transformed: apply the fitted transformation functions (pandas only).
-            with_keys: also the serving keys and the event time (first).
+            with_keys: also the join keys (:attr:`FeatureView.join_keys`) and the event time (first).
         """
         if split is not None and split not in self.splits:
             raise InvalidDataError(f"training dataset v{self.version} has no split {split!r}; it has {self.splits}")

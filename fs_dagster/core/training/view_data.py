@@ -78,14 +78,14 @@ def event_time_column(view: FeatureView, spine: pa.Table | None = None, spine_ev
 
 
 def prepare_spine(view: FeatureView, spine: Any, spine_event_time: str | None = None) -> pa.Table:
-    """A caller's spine (pandas or Arrow) as Arrow, with the serving keys and the event time checked and typed.
+    """A caller's spine (pandas or Arrow) as Arrow, with the join keys and the event time checked and typed.
 
     Columns without a type of their own (all-null, or any column of an empty spine: pandas types an empty column
     as it likes) take the root feature group's type (the event time: its type, else UTC microseconds), so an empty
     spine gives an empty result rather than a type error.
 
     Raises:
-        InvalidDataError: not a table, a serving key or the event time missing, naming the column.
+        InvalidDataError: not a table, a join key or the event time missing, naming the column.
     """
     if isinstance(spine, pa.Table):
         table = spine
@@ -121,12 +121,13 @@ def prepare_spine(view: FeatureView, spine: Any, spine_event_time: str | None = 
 
 
 def key_columns(view: FeatureView) -> list[str]:
-    """Columns that identify a row of the view's data: the serving keys."""
-    return list(view.serving_keys)
+    """Columns that identify a row of the view's data: the root's primary key and every join's columns (the
+    serving keys, plus join columns that are a joined time series' event time: the as-of dimension here)."""
+    return list(view.join_keys)
 
 
 def output_columns(view: FeatureView, event_time: str, labels: bool = True) -> list[str]:
-    """Stored column order: serving keys, event time, then features (and labels) in the view's order; a column
+    """Stored column order: join keys, event time, then features (and labels) in the view's order; a column
     that plays two parts (a feature that is also a key, an event time that is also a join key) is stored once."""
     names = list(dict.fromkeys([*key_columns(view), event_time]))
     for column in view.columns:
@@ -184,7 +185,7 @@ def read_view_data(
                 raise InvalidDataError("start/end filter the root feature group's rows; filter your spine instead")
             spine_input = spine.select(list(dict.fromkeys([*keys, time_column])))
             spine_columns = list(spine_input.column_names)
-            # (a root feature that is also a serving key, like a join's carrier, comes with the spine already)
+            # (a root feature that is also a join key, like a join's carrier, comes with the spine already)
             from_root = [c for c in root_columns if c.name not in spine_columns]
             sources.append(_source(view, root, 0, pinned, from_root, list(root.spec.primary_key),
                                    list(root.spec.primary_key), None))
