@@ -231,7 +231,8 @@ def test_missing_evidently_gives_a_clear_error_and_feature_monitoring_still_work
     for call in (lambda: compute_drift(winter, summer),
                  lambda: compute_quality(pd.DataFrame({"y": [1, 0], "p": [1, 1]}),
                                          pd.DataFrame({"y": [1, 0], "p": [0, 1]}), "y", "p")):
-        with pytest.raises(MissingDependencyError, match=r"pip install 'fs-dagster\[monitoring\]'.*evidently==0\.7\.23"):
+        with pytest.raises(MissingDependencyError,
+                           match=r"pip install 'fs-dagster\[monitoring\]'.*evidently==0\.7\.23"):
             call()
     # rules on recorded statistics need no Evidently
     from fs_dagster.core.monitoring.feature_monitoring import evaluate_rules
@@ -263,7 +264,8 @@ def labelled(n: int, seed: int, noise: float, labels=(False, True)) -> pd.DataFr
 def sklearn_figures(frame: pd.DataFrame, positive) -> dict[str, float]:
     y, yhat = frame["y"] == positive, frame["yhat"] == positive
     return {"accuracy": skm.accuracy_score(y, yhat), "precision": skm.precision_score(y, yhat),
-            "recall": skm.recall_score(y, yhat), "f1": skm.f1_score(y, yhat), "roc_auc": skm.roc_auc_score(y, frame["p"])}
+            "recall": skm.recall_score(y, yhat), "f1": skm.f1_score(y, yhat),
+            "roc_auc": skm.roc_auc_score(y, frame["p"])}
 
 
 def test_quality_metrics_equal_scikit_learn_and_rules_give_the_verdict(tmp_path) -> None:
@@ -297,6 +299,10 @@ def test_quality_with_text_labels_without_probabilities_and_bad_input() -> None:
     assert result.current["precision"] == pytest.approx(expected["precision"], abs=1e-12)
     assert result.current["recall"] == pytest.approx(expected["recall"], abs=1e-12)
     assert result.current["roc_auc"] is None and "no probability column" in result.describe()
+    unlabelled = recent.assign(y=recent["y"].where(np.arange(150) >= 4))  # four outcomes not known yet
+    partial = compute_quality(holdout, unlabelled, "y", "yhat", positive="late")
+    assert partial.current_rows == 146 and partial.dropped_rows == {"reference": 0, "current": 4}
+    assert "4 current row(s) without a label or prediction left out" in partial.describe()
     assert result.rules[0].message == "roc_auc not computed" and not result.rules[0].tripped
     assert compute_quality(holdout, recent, "y", "yhat").positive == "on_time"  # scikit-learn's classes_[1]
     three = recent.assign(y=np.where(np.arange(150) % 3 == 0, "cancelled", recent["y"]))
@@ -402,7 +408,8 @@ def test_transformations_are_inverted_for_the_logged_inputs(weather) -> None:
     for column in ("temp", "visib"):
         back = inverse_series(fitted.functions[column], served[column], fitted.params[column])
         assert np.allclose(back, frame[column], rtol=0, atol=1e-9)
-    assert inverse_series("label_encoder", served["sector"], fitted.params["sector"]).tolist() == frame["sector"].tolist()
+    sectors = inverse_series("label_encoder", served["sector"], fitted.params["sector"])
+    assert sectors.tolist() == frame["sector"].tolist()
     assert inverse_series("label_encoder", pd.Series([-1, None]), fitted.params["sector"]).tolist()[0] == UNSEEN_CLASS
     assert inverse_series("my.module:function", served["temp"], {}) is None
 
@@ -478,6 +485,7 @@ def test_deployment_drift_compares_raw_training_features_with_the_logged_inputs(
 
 def test_deployment_quality_joins_outcomes_and_compares_with_the_holdout(deployed) -> None:
     fs, fg, td, mv, july = deployed
+    assert sources.deployment_model(fs, "wet_api").spec == mv.spec
     holdout = sources.training_holdout(fs, mv)
     x_test, y_test = td.feature_label_split("test")
     assert len(holdout) == len(x_test)

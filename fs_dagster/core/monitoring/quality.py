@@ -233,7 +233,8 @@ def compute_quality(
             raise InvalidDataError(f"quality: the {side} data must be a pandas DataFrame, got {type(frame).__name__}")
         for column in (label, prediction):
             if column not in frame.columns:
-                raise InvalidDataError(f"quality: the {side} frame lacks column {column!r}; it has {list(frame.columns)}")
+                raise InvalidDataError(f"quality: the {side} frame lacks column {column!r}; it has "
+                                       f"{list(frame.columns)}")
     classes = _classes([reference_labelled, current_labelled], label, prediction)
     if len(classes) > 2:
         raise InvalidDataError(f"quality: labels and predictions hold {len(classes)} classes ({classes[:10]}); "
@@ -247,7 +248,8 @@ def compute_quality(
         if not len(frame):
             raise InvalidDataError(f"quality: the {side} data has no labelled row")
 
-    notes: list[str] = []
+    notes = [f"{n:,} {side} row(s) without a label or prediction left out"
+             for side, n in (("reference", ref_dropped), ("current", cur_dropped)) if n]
     with_auc = probability is not None
     if with_auc:
         one_class = [s for s, f in (("reference", ref), ("current", cur)) if f["target"].nunique() < 2]

@@ -2,6 +2,7 @@
 
 Deployments (the model's inputs and outputs):
 
+- :func:`deployment_model`: the model version a deployment serves.
 - :func:`training_features`: the model's features in its training dataset's split (``train`` by default), raw.
 - :func:`read_inference_log`: a deployment's inference-log rows with ``predicted_at`` in ``[start, end)``.
 - :func:`logged_features`: the model's features in those rows, raw.
@@ -52,9 +53,11 @@ AsOf = str | datetime | None
 # ---------------------------------------------------------------------------------------------- models
 
 
-def model_version(store: FeatureStore, name: str, version: int | None = None) -> ModelVersion:
-    """A registered model version (the latest when ``version`` is None)."""
-    return store.get_model_registry().get_model(name, version)
+def deployment_model(store: FeatureStore, deployment: str, model_version: int | None = None) -> ModelVersion:
+    """The model version a deployment serves (or another ``model_version`` of the same model)."""
+    dep = store.get_deployment(deployment)
+    return store.get_model_registry().get_model(dep.model_name,
+                                                dep.model_version if model_version is None else model_version)
 
 
 def training_dataset_of(store: FeatureStore, mv: ModelVersion) -> TrainingDataset:
@@ -178,11 +181,11 @@ def deployment_drift_frames(store: FeatureStore, deployment: str, start: datetim
         InvalidDataError: the window holds no rows of that model version.
     """
     dep = store.get_deployment(deployment)
-    version = dep.model_version if model_version is None else model_version
-    mv = store.get_model_registry().get_model(dep.model_name, version)
-    log = read_inference_log(store, deployment, start, end, model_name=dep.model_name, model_version=version)
+    mv = deployment_model(store, deployment, model_version)
+    version = mv.version
+    log = read_inference_log(store, deployment, start, end, model_name=mv.name, model_version=version)
     if not len(log):
-        raise InvalidDataError(f"deployment {deployment!r}: no inference-log rows of {dep.model_name} v{version} "
+        raise InvalidDataError(f"deployment {deployment!r}: no inference-log rows of {mv.name} v{version} "
                                f"with predicted_at in [{start}, {end})")
     view = dep.target.feature_view if version == dep.model_version else None
     return training_features(store, mv, split), logged_features(store, log, mv, feature_view=view)
@@ -236,10 +239,8 @@ def labelled_predictions(store: FeatureStore, deployment: str, outcomes: pd.Data
     """
     from fs_dagster.core.serving.inference_log import _proba_column, join_outcomes
 
-    dep = store.get_deployment(deployment)
-    version = dep.model_version if model_version is None else model_version
-    mv = store.get_model_registry().get_model(dep.model_name, version)
-    log = read_inference_log(store, deployment, start, end, model_name=dep.model_name, model_version=version)
+    mv = deployment_model(store, deployment, model_version)
+    log = read_inference_log(store, deployment, start, end, model_name=mv.name, model_version=mv.version)
     joined = join_outcomes(log, outcomes, on=on, labels={label: "__outcome"}, outcome_time=outcome_time,
                            how="inner")
     positive, _ = _positive(mv, positive)
