@@ -108,3 +108,19 @@ def test_serving_benchmark_quick_prints_the_tables() -> None:
     assert len(latencies) >= 15 and all(float(a) > 0 and float(b) > 0 for a, b in latencies), out
     assert re.search(r"longest gap \d+ ms, 0 failed of", out), out
     assert "cores" in out and "Total run time" in out
+
+
+MONITORING_SCRIPT = ROOT / "bench" / "monitoring.py"
+
+
+@pytest.mark.timeout(300)
+def test_monitoring_benchmark_quick_prints_the_tables() -> None:
+    out = _run_quick(MONITORING_SCRIPT)
+    assert "| rows per side | `compute_drift`, full data (Evidently `ValueDrift` per column) |" in out, out
+    for size in ("10,000 / 10,000", "50,000 / 50,000"):
+        assert f"| {size} |" in out, out
+    assert len(re.findall(r"\| (\d+\.\d)x (?=\|)", out)) == 4, out  # full and sampled beside the floor, both sizes
+    assert re.search(r"\| 100,000 rows vs [\d,]+ training rows, as configured .*\| \d+\.\d\d s \| < 10 s \|", out), out
+    assert "seasonal drift: Jan-Mar vs Jul-Sep | WARN" in out and "no drift: two random halves of Jan-Mar | OK" in out
+    assert re.search(r"\| 10,000 \| 3 \| \d+\.\d% \| \d+% \|", out), out
+    assert "cores" in out and "Total run time" in out

@@ -64,3 +64,7 @@ class CorruptFileError(FeatureStoreError):
 
 class DeploymentError(FeatureStoreError):
     """A model deployment could not be started, switched or stopped; the message names the deployment and cause."""
+
+
+class MissingDependencyError(FeatureStoreError, ImportError):
+    """An optional library a feature needs is not installed; the message names the package and how to install it."""

@@ -116,6 +116,32 @@ def resolve(name: str) -> Transformation:
     return Transformation(name, None, lambda value, _params: None if _missing(value) else fn(value))
 
 
+UNSEEN_CLASS = "__unseen__"  # what the inverse of label_encoder gives for -1 (a class training never saw)
+
+
+def inverse_series(name: str, values: pd.Series, params: dict[str, Any]) -> pd.Series | None:
+    """The raw values behind transformed ``values`` for the built-ins (scalers: the affine map back, up to float
+    rounding; ``label_encoder``: the class names, :data:`UNSEEN_CLASS` for -1), or None when ``name`` has no
+    inverse (user functions). Missing values stay missing.
+
+    Used to show served inputs (logged after transformation) in the units of the training data.
+    """
+    numeric = pd.to_numeric(values, errors="coerce") if name in BUILTINS else None
+    if name == "standard_scaler":
+        return (numeric * params["std"] + params["mean"]).astype("float64")
+    if name == "min_max_scaler":
+        return (numeric * (params["max"] - params["min"]) + params["min"]).astype("float64")
+    if name == "label_encoder":
+        classes = list(params["classes"])
+
+        def decode(code: Any) -> Any:
+            index = int(code)
+            return classes[index] if 0 <= index < len(classes) else UNSEEN_CLASS
+
+        return numeric.map(decode, na_action="ignore").astype("object")
+    return None
+
+
 @dataclass(frozen=True)
 class FittedTransformations:
     """Transformations of a feature view with their fitted parameters (JSON-serializable via ``to_dict``)."""

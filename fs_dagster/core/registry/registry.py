@@ -680,6 +680,18 @@ class Registry:
 
         return self._read(f"reading the statistics of {name!r} version {version}", work)
 
+    def statistics_instants(self, project: str, name: str, version: int) -> list[str]:
+        """The commit instants that have recorded statistics, oldest first (statistics are recorded for the latest
+        commit of each registry sync, so a burst of commits synced at once has statistics for its last one only)."""
+
+        def work(session: Session) -> list[str]:
+            group = self._find(session, project, name, version)
+            stmt = (select(StatisticsRow.instant).where(StatisticsRow.fg_id == group.id)
+                    .order_by(StatisticsRow.instant))
+            return list(session.scalars(stmt))
+
+        return self._read(f"listing the statistics of {name!r} version {version}", work)
+
     # ------------------------------------------------------------------ search
 
     # ------------------------------------------------------------------ feature views
