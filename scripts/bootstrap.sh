@@ -35,7 +35,9 @@ WANT="$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[bootstrap] installing dependencies (requirements.lock)" >&2
   [ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$ROOT/requirements.lock"
+  # bytecode compiled at install: PYTHONDONTWRITEBYTECODE (set on some machines) would otherwise make every
+  # process recompile dagster, evidently, seldon (import dagster 2.9 s -> 1.0 s, evidently 15 s -> 7 s here)
+  "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" -r "$ROOT/requirements.lock"
   "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$ROOT"
   echo "$WANT" > "$STAMP"
 fi
