@@ -428,10 +428,13 @@ def deployed(weather, tmp_path_factory):
 
     fs = FeatureStore(root=tmp_path_factory.mktemp("deployed") / "store", project="wx", durable=False)
     try:
-        fg = fs.get_or_create_feature_group("weather", primary_key=["origin", "time_hour"], event_time="time_hour",
+        # one row per observation, keyed by its own id (a time series keyed by (origin, time_hour) would be served
+        # by origin: its latest hour)
+        observations = weather.assign(obs_id=weather["origin"] + "@" + weather["time_hour"].dt.strftime("%Y%m%d%H"))
+        fg = fs.get_or_create_feature_group("weather", primary_key=["obs_id"], event_time="time_hour",
                                             online_enabled=True)
-        month = weather["time_hour"].dt.month
-        fg.insert(weather[(month <= 3) | (month == 7)])
+        month = observations["time_hour"].dt.month
+        fg.insert(observations[(month <= 3) | (month == 7)])
         view = fs.get_or_create_feature_view(
             "wet", 1, fg.select(["temp", "humid", "visib", "sector", "is_wet"]), labels=["is_wet"],
             transformation_functions={"temp": "standard_scaler", "sector": "label_encoder"})
@@ -442,10 +445,9 @@ def deployed(weather, tmp_path_factory):
         fs.create_deployment("wet_api", mv)
         served = ServedModel.load(fs, "wet", mv.version)
         logger = InferenceLogger(fs.online_store.client, stream_key(fs.online_config.key_prefix, fs.project, "wet_api"))
-        july = months(weather, 7, 7).head(600)
+        july = months(observations, 7, 7).head(600)
         for start in range(0, len(july), 100):
-            entities = [{"origin": r.origin, "time_hour": r.time_hour.isoformat()}
-                        for r in july.iloc[start:start + 100].itertuples()]
+            entities = [{"obs_id": r.obs_id} for r in july.iloc[start:start + 100].itertuples()]
             request = served.parser.parse({"jsonData": {"entities": entities}})
             answer = served.predict(request)
             logger.log(new_request_id(), time.time(), served.name, served.model_version, served.view.serving_keys,
@@ -467,8 +469,8 @@ def test_deployment_drift_compares_raw_training_features_with_the_logged_inputs(
     # the log holds scaled temperatures and sector codes: inverted back to the July readings
     logged = sources.read_inference_log(fs, "wet_api")
     assert len(logged) == 600 and logged["temp"].abs().max() < 10  # standard scores, not degrees
-    truth = july.set_index(["origin", "time_hour"])
-    keys = list(zip(logged["origin"], pd.to_datetime(logged["time_hour"], utc=True)))
+    truth = july.set_index("obs_id")
+    keys = logged["obs_id"].tolist()
     assert np.allclose(current["temp"].to_numpy(), truth.loc[keys, "temp"].to_numpy(), rtol=0, atol=1e-9)
     assert current["sector"].tolist() == truth.loc[keys, "sector"].tolist()
     result = compute_drift(reference, current)
@@ -492,9 +494,9 @@ def test_deployment_quality_joins_outcomes_and_compares_with_the_holdout(deploye
     assert holdout["probability"].to_numpy() == pytest.approx(mv.predict_proba(x_test)[:, 1])
     recent = sources.labelled_predictions(fs, "wet_api", fg, label="is_wet")
     assert len(recent) == 600
-    truth = july.set_index(["origin", "time_hour"])["is_wet"]
+    truth = july.set_index("obs_id")["is_wet"]
     logged = sources.read_inference_log(fs, "wet_api")
-    keys = list(zip(logged["origin"], pd.to_datetime(logged["time_hour"], utc=True)))
+    keys = logged["obs_id"].tolist()
     assert recent["label"].tolist() == [bool(truth[k]) for k in keys]
     result = compute_quality(holdout, recent, "label", "prediction", "probability")
     assert result.current["roc_auc"] == pytest.approx(skm.roc_auc_score(recent["label"], recent["probability"]))
