@@ -251,10 +251,22 @@ def _training_data(training_data: Any, feature_view: tuple[str, int] | None) -> 
 
 
 def _exact_training_dataset(context: Any, store: Any, td_key: AssetKey, view_name: str, view_version: int) -> Any:
-    """The dataset version the upstream asset last materialized, checked against its data version."""
+    """The dataset version the upstream asset last materialized: by the version in its metadata, checked against
+    its data version (the content hash), or else the newest version with that content hash."""
     upstream = latest_materialization(context, td_key)
-    version = int(upstream.require(METADATA_TRAINING_DATASET_VERSION))
-    td = store.get_feature_view(view_name, view_version).get_training_dataset(version)
+    view = store.get_feature_view(view_name, view_version)
+    version = upstream.metadata.get(METADATA_TRAINING_DATASET_VERSION)
+    if version is None:
+        if upstream.data_version is None:
+            upstream.require(METADATA_TRAINING_DATASET_VERSION)  # (raises, naming what is missing)
+        matching = [td for td in view.get_training_datasets() if td.content_hash == upstream.data_version]
+        if not matching:
+            raise FeatureStoreFailure(
+                description=f"no training dataset of {view_name} v{view_version} has content hash "
+                f"{upstream.data_version}, which {td_key.to_user_string()} last materialized; materialize it again"
+            )
+        return matching[-1]
+    td = view.get_training_dataset(int(version))
     if upstream.data_version is not None and td.content_hash != upstream.data_version:
         raise FeatureStoreFailure(
             description=f"training dataset {view_name} v{view_version} / v{version} has content hash "
