@@ -9,7 +9,11 @@ smoke test runs on its own, and the requests answered land in the inference log 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -44,6 +48,7 @@ from fs_dagster import (
     build_model_asset,
     build_training_dataset_asset,
 )
+from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.online.embedded import EmbeddedValkey
 from fs_dagster.core.serving import processes
 from fs_dagster.core.serving.manifest import validate_seldon_deployment
@@ -209,6 +214,11 @@ def test_first_deployment_serves_the_validated_version_over_http_and_passes_the_
         "created", 1, "none")
     assert md["fs_dagster/endpoint"] == f"{status.url}/api/v1.0/predictions" and md["fs_dagster/pid"] == status.pid
     assert status.state == "running" and status.url.startswith("http://127.0.0.1:")
+    # the server's processes predict with one OpenMP thread unless configured (gradient boosting's spinning
+    # threads made one-row predictions ~8x slower on a busy machine)
+    for pid in processes.group_members(status.pid):
+        environ = dict(item.split("=", 1) for item in open(f"/proc/{pid}/environ").read().split("\0") if "=" in item)
+        assert environ.get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS", "1"), pid
 
     # a real request from outside: the endpoint in the metadata answers for real entities
     body = json.dumps({"jsonData": {"entities": [{"trip_id": 5, "zone": "south"}]}}).encode()
@@ -368,3 +378,26 @@ def test_requests_land_in_the_inference_log_and_get_their_outcomes(world) -> Non
     world.run([late_log, late_labelled])
     for key, version in versions.items():
         assert world.latest(key).tags["dagster/data_version"] == version
+
+
+def test_a_separate_blocking_check_gates_a_deployment_launched_later_from_the_cli(world, tmp_path) -> None:
+    """In a real code location (the ``dagster`` CLI) the deployment asset also honours blocking checks defined
+    apart from the model asset (a reviewer's ``@asset_check``), found through the repository's asset graph."""
+    project = Path(__file__).with_name("model_gate_project.py")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "FS_DAGSTER_ROOT": str(world.fs.root),
+           "FS_TEST_GATE": "fail"}
+    (tmp_path / "home").mkdir()
+
+    def dagster(select: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-f", str(project),
+                               "--select", select, "--config-json", '{"execution": {"config": {"in_process": {}}}}'],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    trained = dagster("gate_training_data,gate_model")  # the model materializes, the reviewer rejects it
+    assert trained.returncode != 0 and "rejected by the reviewer" in trained.stdout + trained.stderr
+    later = dagster("gate_api")
+    output = later.stdout + later.stderr
+    assert later.returncode != 0
+    assert "gate_model v1" in output and "blocking check reviewed failed: rejected by the reviewer" in output
+    with pytest.raises(NotFoundError):
+        world.fs.get_deployment("gate_api")
