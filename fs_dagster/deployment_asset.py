@@ -51,7 +51,7 @@ from dagster import (
     multi_asset,
 )
 
-from fs_dagster.core.errors import FeatureStoreError, NotFoundError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
 from fs_dagster.core.serving.client import PREDICT_PATH
 from fs_dagster.core.serving.smoke_test import SmokeReport, example_entities
 from fs_dagster.core.serving.smoke_test import smoke_test as send_smoke_request
@@ -127,7 +127,8 @@ def build_deployment_asset(
     """
     check_name("deployment", deployment)
     if manifest is not None and not manifest.get("image"):
-        raise FeatureStoreFailure(description=f"deployment {deployment}: manifest needs an 'image'")
+        raise InvalidDataError(f"deployment {deployment}: manifest needs an 'image' (a container image with "
+                               "fs-dagster installed)")
     model_key = model.key if isinstance(model, AssetsDefinition) else AssetKey.from_coercible(model)
     model_checks = [spec.key for spec in model.check_specs if spec.blocking and spec.asset_key == model_key] \
         if isinstance(model, AssetsDefinition) else []

@@ -63,7 +63,7 @@ from dagster import (
     asset,
 )
 
-from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.models.validation import (
     Holdout,
     ModelValidation,
@@ -220,10 +220,13 @@ def build_model_asset(
         reused = mv.created_at < registering  # (create_model returned a version registered earlier)
         context.log.info("model %s v%s (%s): %s", name, mv.version, "reused" if reused else "new", measured)
         results = _check_results(store, asset_key, holdout, candidate, rules, check_specs, mv)
-        mv.set_tag(VALIDATION_TAG, {
-            "passed": all(r.passed for r in results), "checks": {r.check_name: r.passed for r in results},
-            "dagster_run_id": context.run_id,
-        })
+        try:  # the outcome on the version too, for whoever reads the registry rather than Dagster
+            mv.set_tag(VALIDATION_TAG, {
+                "passed": all(r.passed for r in results), "checks": {r.check_name: r.passed for r in results},
+                "dagster_run_id": context.run_id,
+            })
+        except FeatureStoreError as error:
+            raise as_failure(error) from error
         return MaterializeResult(
             metadata=_model_metadata(mv, td, measured, seconds, holdout, reused),
             data_version=DataVersion(mv.artifact_sha256),
@@ -243,9 +246,9 @@ def _training_data(training_data: Any, feature_view: tuple[str, int] | None) -> 
     else:
         td_key = AssetKey.from_coercible(training_data)
     if feature_view is None:
-        raise FeatureStoreFailure(
-            description=f"build_model_asset: give feature_view=(name, version) for training data "
-            f"{td_key.to_user_string()} (an asset built by build_training_dataset_asset names it itself)"
+        raise InvalidDataError(
+            f"build_model_asset: give feature_view=(name, version) for training data {td_key.to_user_string()} "
+            "(an asset built by build_training_dataset_asset names it itself)"
         )
     return td_key, str(feature_view[0]), int(feature_view[1])
 

@@ -469,7 +469,8 @@ def slice_quality(holdout: Holdout, scores: Scores, rules: ModelValidation) -> S
     word = "minimum" if direction == "max" else "maximum"
     if failing:
         names = ", ".join(f"{s.value} ({s.score:.4f}, {s.rows} rows)" for s in failing)
-        report.description = f"{metric} below the {word} {minimum:g} in {len(failing)} {column} slice(s): {names}"
+        side = "below" if direction == "max" else "above"
+        report.description = f"{metric} {side} the {word} {minimum:g} in {len(failing)} {column} slice(s): {names}"
     elif judged:
         worst = min(judged, key=lambda s: s.score if direction == "max" else -s.score)
         report.description = (f"{metric} reaches the {word} {minimum:g} in all {len(judged)} judged {column} slices "
