@@ -1,7 +1,8 @@
 """fs-dagster: a feature store inside Dagster.
 
-Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics) under a thin Dagster layer
-(resources, IO manager, ``@feature_group_asset``, translator, pandera checks).
+Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics, models, serving) under a thin
+Dagster layer (resources, IO manager, ``@feature_group_asset``, translator, pandera checks, training-dataset, model,
+deployment and inference-log assets).
 
 Names are imported lazily: ``import fs_dagster.core...`` (e.g. in a serving process or a registry worker) does not
 pay for importing Dagster; ``from fs_dagster import feature_group_asset`` does.

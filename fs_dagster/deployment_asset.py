@@ -194,9 +194,12 @@ def build_deployment_asset(
                 context.log.warning("deployment %s: smoke test failed on v%s, rolled back to v%s", deployment,
                                     version, previous)
             dep.refresh()
-            manifest_path = _write_manifest(dep, manifest) if manifest is not None else None
         except FeatureStoreError as error:
             raise as_failure(error) from error
+        try:
+            manifest_path = _write_manifest(dep, manifest) if manifest is not None else None
+        except FeatureStoreError as error:  # (a configuration error, after a deployment that went well)
+            raise as_failure(error, deployed=f"{dep.model_name} v{dep.model_version}") from error
         status = dep.status()
         served = store.get_model_registry().get_model(dep.model_name, dep.model_version)
         metadata: dict[str, Any] = {

@@ -161,8 +161,8 @@ def build_model_asset(
         training_data: the training-dataset asset (from :func:`build_training_dataset_asset`) or its key.
         feature_view: ``(name, version)`` of its view; needed only when ``training_data`` is a key.
         validation: the rules; each becomes a blocking check (:func:`validation_check_specs`). None: no checks.
-        metrics: more metrics to compute on the holdout (names of ``fs_dagster.core.models.validation.METRICS``);
-            the validation metric is always computed.
+        metrics: metrics to compute on the holdout split (names of ``fs_dagster.core.models.validation.METRICS``,
+            e.g. ``"roc_auc"``, ``"log_loss"``, ``"rmse"``), besides the validation metric.
         key: asset key; default ``[<name>]``.
         code_version: bump it when the training code changes (Dagster then shows the model stale).
         automation_condition: e.g. ``AutomationCondition.eager()`` to retrain when the training data changes.
@@ -179,7 +179,7 @@ def build_model_asset(
     rules = validation or ModelValidation()
     asset_key = AssetKey.from_coercible(key) if key is not None else AssetKey([name])
     check_specs = validation_check_specs(asset_key, validation)
-    wanted_metrics = list(dict.fromkeys([rules.metric, *metrics]))
+    wanted_metrics = list(dict.fromkeys([*([rules.metric] if validation is not None else []), *metrics]))
 
     @asset(
         key=asset_key,
@@ -206,14 +206,20 @@ def build_model_asset(
             trained = train(td)
             trained = trained if isinstance(trained, TrainedModel) else TrainedModel(trained)
             seconds = time.perf_counter() - started
-            holdout = Holdout(td, rules.split)
-            candidate = holdout.scores(trained.model)
-            measured = evaluate(holdout, candidate, wanted_metrics)
+            holdout = candidate = None
+            measured: dict[str, float] = {}
+            if wanted_metrics:  # (no rules and no metrics: the dataset need not have a holdout split)
+                holdout = Holdout(td, rules.split)
+                candidate = holdout.scores(trained.model)
+                measured = evaluate(holdout, candidate, wanted_metrics)
+                example = holdout.inputs(td.spec["features"], td.transformations).head(5)
+            else:
+                example = td.read(td.splits[0])[td.spec["features"]].head(5)
             registering = datetime.now(timezone.utc)
             mv = store.get_model_registry().create_model(
                 name, trained.model, metrics={**dict(trained.metrics), **measured}, params=trained.params,
-                training_dataset=td, input_example=holdout.inputs(td.spec["features"], td.transformations).head(5),
-                description=trained.description, tags=trained.tags, reuse_identical=True,
+                training_dataset=td, input_example=example, description=trained.description, tags=trained.tags,
+                reuse_identical=True,
             )
         except FeatureStoreError as error:
             raise as_failure(error) from error
@@ -349,7 +355,7 @@ def _slices(holdout: Holdout, candidate: Any, rules: ModelValidation) -> dict[st
     }
 
 
-def _model_metadata(mv: Any, td: Any, measured: dict[str, float], seconds: float, holdout: Holdout,
+def _model_metadata(mv: Any, td: Any, measured: dict[str, float], seconds: float, holdout: Holdout | None,
                     reused: bool) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "fs_dagster/model": f"{mv.name} v{mv.version}",
@@ -366,9 +372,10 @@ def _model_metadata(mv: Any, td: Any, measured: dict[str, float], seconds: float
         "fs_dagster/labels": ", ".join(mv.labels),
         "fs_dagster/params": MetadataValue.json(mv.params),
         "training_seconds": round(seconds, 3),
-        f"rows/{holdout.split}": len(holdout),
         "path": MetadataValue.path(str(mv.path)),
     }
+    if holdout is not None:
+        metadata[f"rows/{holdout.split}"] = len(holdout)
     for split, rows in td.row_counts.items():
         metadata.setdefault(f"rows/{split}", rows)
     for metric, value in mv.metrics.items():  # numbers: the UI plots them across materializations
