@@ -2,8 +2,11 @@
 
 It observes the raw sources, materializes every feature group through the real Dagster CLI (``dagster asset
 materialize``; the monthly ones as one single-run backfill over 2013) against a persistent Dagster instance, then
-prints the Hudi commits, row counts and a feature search. Store and instance live under ``.demo/`` (``--fresh``
-clears it).
+the feature views, their training data, the departure-delay model (validated by blocking checks) and its
+deployment (a local seldon-core microservice, smoke-tested over HTTP). It prints the Hudi commits, row counts, a
+feature search, the model's metrics and lineage, predictions for real flights requested over HTTP, and the
+inference log after a flush. Store and instance live under ``.demo/`` (``--fresh`` clears it); the microservice
+is stopped at the end unless ``--keep-serving``.
 Afterwards ``dagster dev -w workspace.yaml`` with the same environment shows the runs, lineage and checks.
 """
 
@@ -20,6 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PARTITION_RANGE = "2013-01-01...2014-01-01"
 MONTHLY_ASSETS = "weather_hourly,route_delay_stats,flight_outcomes"
+VIEWS_AND_MODEL = ("flight_delays,flight_delays_training_data,flight_delays_v2,flight_delays_v2_training_data,"
+                   "departure_delay,flight_delay_api")
+INFERENCE_LOG_ASSETS = "flight_delay_api_inference_log,delay_predictions_labelled"
+# one process for these runs: a subprocess per step costs ~10 s of imports each on a busy 2-core machine
+IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
 
 
 def _dagster(env: dict[str, str], *args: str) -> None:
@@ -38,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default=str(REPO / ".demo"), help="folder for the store and Dagster instance")
     parser.add_argument("--fresh", action="store_true", help="delete the folder first")
     parser.add_argument("--partition-range", default=PARTITION_RANGE, help="monthly partitions to materialize")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="leave the flight_delay_api microservice running at the end (stop it with "
+                        "`fs-dagster deployment stop flight_delay_api`)")
     args = parser.parse_args(argv)
 
     home = Path(args.home).resolve()
@@ -55,9 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         env, "asset", "materialize", "-m", "assets.definitions", "--select", MONTHLY_ASSETS,
         "--partition-range", args.partition_range,
     )
-    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select",
-             "flight_delays,flight_delays_training_data")
-    _report()
+    try:
+        # views, training data, model (blocking checks) and deployment (smoke test over HTTP) in one run
+        _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", VIEWS_AND_MODEL,
+                 "--config-json", IN_PROCESS)
+        _report()
+        _model_report()
+        _predict_real_flights()
+        _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", INFERENCE_LOG_ASSETS,
+                 "--config-json", IN_PROCESS)
+        _inference_log_report()
+    finally:
+        _stop_serving(home, keep=args.keep_serving)
     print(f"\nExplore it in the UI: DAGSTER_HOME={home / 'dagster_home'} FS_DAGSTER_ROOT={home / 'store'} "
           ".venv/bin/dagster dev -w workspace.yaml")
     print(f"The embedded Valkey of the store keeps running for the UI; stop it with: "
@@ -117,9 +137,9 @@ def _training_example(store) -> None:
     import time
     from datetime import datetime, timezone
 
-    from assets.feature_views import FLIGHT_DELAY_VIEW
+    from assets.feature_views import DEPARTURE_DELAY_VERSION, FLIGHT_DELAY_VIEW
 
-    view = store.get_feature_view(FLIGHT_DELAY_VIEW)
+    view = store.get_feature_view(FLIGHT_DELAY_VIEW, DEPARTURE_DELAY_VERSION)  # (the model's view)
     td = view.get_training_dataset()
     print(f"\ntraining dataset {FLIGHT_DELAY_VIEW} v{view.version} / v{td.version}: rows {td.row_counts}, "
           f"content hash {td.content_hash[:16]}...")
@@ -139,9 +159,9 @@ def _serve_example(store) -> None:
     transformations (the ones a model trained on it expects)."""
     import time
 
-    from assets.feature_views import FLIGHT_DELAY_VIEW
+    from assets.feature_views import DEPARTURE_DELAY_VERSION, FLIGHT_DELAY_VIEW
 
-    view = store.get_feature_view(FLIGHT_DELAY_VIEW)
+    view = store.get_feature_view(FLIGHT_DELAY_VIEW, DEPARTURE_DELAY_VERSION)  # (the model's view)
     flights = store.get_feature_group("flight_outcomes").read(
         columns=["flight_id", "origin", "time_hour", "tailnum", "dest", "carrier", "day", "distance"],
         where="origin = 'JFK' AND tailnum IS NOT NULL",
@@ -157,6 +177,112 @@ def _serve_example(store) -> None:
           "transformations applied):")
     for name, value in vector.items():
         print(f"  {name:<22} {value}")
+
+
+def _model_report() -> None:
+    """The model version the Dagster run registered and validated, and what the deployment serves."""
+    from assets.models import DEPLOYMENT, MODEL_NAME
+    from resources import RESOURCES
+
+    store = RESOURCES["feature_store"].get_store()
+    dep = store.get_deployment(DEPLOYMENT)
+    mv = store.get_model_registry().get_model(dep.model_name, dep.model_version)
+    lineage = mv.training_dataset
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(mv.metrics.items()) if k != "train_rows")
+    print(f"\nmodel {MODEL_NAME} v{mv.version} ({mv.flavor}, artifact sha256 {mv.artifact_sha256[:16]}...): {metrics}")
+    print(f"  trained on {lineage['feature_view']} v{lineage['feature_view_version']} / training dataset "
+          f"v{lineage['version']} (content hash {lineage['content_hash'][:16]}...), pinned commits:")
+    for group, instant in lineage["pinned_commits"].items():
+        print(f"    {group:<22} {instant}")
+    print(f"  validation: {mv.tags.get('validation', {}).get('checks')}")
+    status = dep.status()
+    print(f"deployment {DEPLOYMENT}: {status.state}, serving v{status.model_version}, pid {status.pid}, "
+          f"endpoint {status.url}/api/v1.0/predictions")
+    print(f"  SeldonDeployment manifest for Kubernetes: {dep.home / 'seldon_deployment.yaml'}")
+
+
+def _predict_real_flights() -> None:
+    """Real flights of the last evening of 2013, three per airport, requested from the endpoint over HTTP."""
+    import http.client
+    import json
+
+    from assets.models import DEPLOYMENT
+    from resources import RESOURCES
+
+    store = RESOURCES["feature_store"].get_store()
+    dep = store.get_deployment(DEPLOYMENT)
+    flights = store.get_feature_group("flight_outcomes").read(
+        columns=["flight_id", "origin", "tailnum", "dest", "carrier", "sched_dep_ts", "dep_delay", "dep_delayed"],
+        where="sched_dep_ts >= TIMESTAMPTZ '2013-12-31 22:00:00+00' AND tailnum IS NOT NULL",
+    ).sort_values(["origin", "sched_dep_ts", "flight_id"]).groupby("origin").head(3)
+    keys = ["flight_id", "origin", "tailnum", "dest", "carrier"]
+    entities = [{k: row[k] for k in keys} for _, row in flights.iterrows()]
+    host, port = dep.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    # allow_missing: a tail number the FAA table lacks gets missing aircraft features (the model handles them)
+    body = json.dumps({"jsonData": {"entities": entities, "allow_missing": True}})
+    print(f"\nPOST {dep.url}/api/v1.0/predictions  {len(entities)} flights of 2013-12-31, e.g. {json.dumps(entities[0])}")
+    started = time.perf_counter()
+    connection.request("POST", "/api/v1.0/predictions", body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    took = (time.perf_counter() - started) * 1000
+    if response.status != 200:
+        raise SystemExit(f"the endpoint answered {response.status}: {answer}")
+    data = answer["jsonData"]
+    print(f"  HTTP {response.status} in {took:.1f} ms from {data['model']} v{data['model_version']} "
+          f"(request_id {data['request_id']})")
+    print(f"  {'flight':<28} {'route':<9} {'P(late)':>8} {'predicted':>9} {'actual dep_delay':>17}")
+    late = data["classes"].index(True)
+    for (_, row), prediction, proba in zip(flights.iterrows(), data["predictions"], data["probabilities"]):
+        delay = "cancelled" if row["dep_delay"] != row["dep_delay"] else f"{row['dep_delay']:+.0f} min"
+        print(f"  {row['flight_id']:<28} {row['origin']}-{row['dest']:<5} {proba[late]:>8.3f} "
+              f"{'late' if prediction else 'on time':>9} {delay:>17}")
+    single = entities[:1]
+    timings = []
+    for _ in range(20):  # one flight at a time, keep-alive: the latency a caller sees
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1.0/predictions", body=json.dumps({"jsonData": {"entities": single, "allow_missing": True}}),
+                           headers={"Content-Type": "application/json"})
+        connection.getresponse().read()
+        timings.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    timings.sort()
+    print(f"  20 single-flight requests: median {timings[10]:.1f} ms, slowest {timings[-1]:.1f} ms")
+
+
+def _inference_log_report() -> None:
+    from assets.models import DEPLOYMENT
+    from resources import RESOURCES
+
+    store = RESOURCES["feature_store"].get_store()
+    log = store.get_feature_group(f"{DEPLOYMENT}_inference_log")
+    labelled = store.get_feature_group("delay_predictions_labelled").read(
+        columns=["model_version", "prediction", "actual_dep_delayed"])
+    known = labelled.dropna(subset=["actual_dep_delayed"])
+    accuracy = float((known["prediction"] == known["actual_dep_delayed"]).mean()) if len(known) else float("nan")
+    print(f"\ninference log {log.name}: {log.count()} rows (every answered entity, smoke tests included) in "
+          f"{len(log.commit_details())} commit(s); delay_predictions_labelled: {len(known)} of {len(labelled)} rows "
+          f"have their real outcome, accuracy {accuracy:.3f}")
+
+
+def _stop_serving(home: Path, keep: bool) -> None:
+    from fs_dagster.core.errors import NotFoundError
+
+    from assets.models import DEPLOYMENT
+    from resources import RESOURCES
+
+    store = RESOURCES["feature_store"].get_store()
+    try:
+        dep = store.get_deployment(DEPLOYMENT)
+    except NotFoundError:
+        return
+    if keep:
+        print(f"\n{DEPLOYMENT} keeps serving at {dep.url}; stop it with: .venv/bin/fs-dagster --root "
+              f"{home / 'store'} --project flights deployment stop {DEPLOYMENT}")
+    elif dep.stop():
+        print(f"\n{DEPLOYMENT} stopped (start it again with: .venv/bin/fs-dagster --root {home / 'store'} "
+              f"--project flights deployment start {DEPLOYMENT})")
 
 
 if __name__ == "__main__":

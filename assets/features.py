@@ -34,7 +34,10 @@ def aircraft_features(planes: pd.DataFrame) -> pd.DataFrame:
 
 
 def flight_outcomes(flights: pd.DataFrame) -> pd.DataFrame:
-    """One row per scheduled flight with what happened (the label ``is_delayed``: 15+ minutes late or cancelled)."""
+    """One row per scheduled flight with what happened. Labels: ``is_delayed`` (arrived more than 15 minutes late,
+    or cancelled) and ``dep_delayed`` (departed 15 or more minutes late, or cancelled: a flight that never left is
+    at least as late for its passengers as one that left late, and dropping cancellations would hide the worst
+    outcome from a model)."""
     ts = flights["sched_dep_ts"]
     frame = pd.DataFrame(
         {
@@ -61,6 +64,7 @@ def flight_outcomes(flights: pd.DataFrame) -> pd.DataFrame:
         }
     )
     frame["is_delayed"] = frame["cancelled"] | (frame["arr_delay"] > 15)
+    frame["dep_delayed"] = frame["cancelled"] | (frame["dep_delay"] >= 15)
     return frame
 
 

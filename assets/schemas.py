@@ -74,6 +74,7 @@ class FlightOutcomes(pa.DataFrameModel):
     arr_delay: Series[float] = pa.Field(nullable=True)
     cancelled: Series[bool]
     is_delayed: Series[bool] = pa.Field(description="Label: arrived 15+ minutes late or cancelled")
+    dep_delayed: Series[bool] = pa.Field(description="Label: departed 15 or more minutes late, or cancelled")
 
     class Config:
         strict = True

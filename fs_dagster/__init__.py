@@ -1,7 +1,8 @@
 """fs-dagster: a feature store inside Dagster.
 
-Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics) under a thin Dagster layer
-(resources, IO manager, ``@feature_group_asset``, translator, pandera checks).
+Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics, models, serving) under a thin
+Dagster layer (resources, IO manager, ``@feature_group_asset``, translator, pandera checks, training-dataset, model,
+deployment and inference-log assets).
 
 Names are imported lazily: ``import fs_dagster.core...`` (e.g. in a serving process or a registry worker) does not
 pay for importing Dagster; ``from fs_dagster import feature_group_asset`` does.
@@ -45,6 +46,13 @@ _EXPORTS: dict[str, str] = {
     "build_source_observation_sensor": "fs_dagster.source_observations",
     "SourceVersion": "fs_dagster.source_observations",
     "build_training_dataset_asset": "fs_dagster.training_dataset_asset",
+    "build_model_asset": "fs_dagster.model_asset",
+    "TrainedModel": "fs_dagster.model_asset",
+    "ModelValidation": "fs_dagster.core.models.validation",
+    "build_deployment_asset": "fs_dagster.deployment_asset",
+    "SmokeTest": "fs_dagster.deployment_asset",
+    "build_inference_log_asset": "fs_dagster.inference_log_asset",
+    "build_labelled_inference_log_asset": "fs_dagster.inference_log_asset",
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
     "TrainingDataset": "fs_dagster.core.training.training_dataset",
@@ -109,3 +117,11 @@ if TYPE_CHECKING:  # static analysers see the eager names
         build_source_observation_sensor as build_source_observation_sensor,
     )
     from fs_dagster.translator import FeatureGroupTranslator as FeatureGroupTranslator
+    from fs_dagster.core.models.validation import ModelValidation as ModelValidation
+    from fs_dagster.deployment_asset import SmokeTest as SmokeTest, build_deployment_asset as build_deployment_asset
+    from fs_dagster.inference_log_asset import (
+        build_inference_log_asset as build_inference_log_asset,
+        build_labelled_inference_log_asset as build_labelled_inference_log_asset,
+    )
+    from fs_dagster.model_asset import TrainedModel as TrainedModel, build_model_asset as build_model_asset
+    from fs_dagster.training_dataset_asset import build_training_dataset_asset as build_training_dataset_asset

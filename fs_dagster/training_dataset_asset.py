@@ -38,12 +38,16 @@ from fs_dagster.errors import as_failure
 from fs_dagster.metadata import statistics_table
 
 METADATA_TRAINING_DATASET = "fs_dagster/training_dataset"
+METADATA_TRAINING_DATASET_VERSION = "fs_dagster/training_dataset_version"
+METADATA_VIEW_NAME = "fs_dagster/feature_view_name"
+METADATA_VIEW_VERSION = "fs_dagster/feature_view_version"
 
 
 def training_dataset_metadata(td: Any) -> dict[str, Any]:
     """What a training dataset materialization shows in the UI."""
     metadata: dict[str, Any] = {
         METADATA_TRAINING_DATASET: f"{td.view.name} v{td.view.version} / v{td.version}",
+        METADATA_TRAINING_DATASET_VERSION: td.version,  # (what a model asset trains on: exactly this version)
         "fs_dagster/content_hash": td.content_hash,
         "fs_dagster/pinned_commits": MetadataValue.json(td.pinned_commits),
         "fs_dagster/split": MetadataValue.json(td.spec["split"] or {"kind": "none"}),
@@ -101,7 +105,8 @@ def build_training_dataset_asset(
         ),
         required_resource_keys={resource_key},
         automation_condition=automation_condition,
-        metadata={"fs_dagster/feature_view": f"{feature_view} v{feature_view_version}"},
+        metadata={"fs_dagster/feature_view": f"{feature_view} v{feature_view_version}",
+                  METADATA_VIEW_NAME: feature_view, METADATA_VIEW_VERSION: feature_view_version},
     )
     def _training_dataset(context) -> MaterializeResult:  # (no annotation: dagster inspects it as a string)
         store = getattr(context.resources, resource_key).get_store()

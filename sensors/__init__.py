@@ -5,12 +5,13 @@ from __future__ import annotations
 from dagster import AutomationConditionSensorDefinition, DefaultSensorStatus
 
 from assets.feature_groups import FEATURE_GROUP_SPECS
-from assets.training_datasets import flight_delays_training_data
+from assets.models import departure_delay_model, flight_delay_api
+from assets.training_datasets import departure_delay_training_data, flight_delays_training_data
 from fs_dagster.sensors import build_external_commit_sensor
 from resources import RESOURCES
 from sensors.landing import landed_months
 from sensors.observations import raw_sources_observed
-from sensors.schedules import daily_refresh
+from sensors.schedules import daily_refresh, inference_log_flush
 
 external_commits = build_external_commit_sensor(FEATURE_GROUP_SPECS)
 
@@ -18,13 +19,23 @@ external_commits = build_external_commit_sensor(FEATURE_GROUP_SPECS)
 # source feature group) refreshes the training dataset. On by itself in landing mode, like the landing sensor.
 training_data_refresh = AutomationConditionSensorDefinition(
     "training_data_refresh",
-    target=[flight_delays_training_data.key],
+    target=[flight_delays_training_data.key, departure_delay_training_data.key],
     default_status=(
         DefaultSensorStatus.RUNNING if RESOURCES["flights_source"].landing_dir else DefaultSensorStatus.STOPPED
     ),
     minimum_interval_seconds=30,
-    description="Refreshes flight_delays_training_data when a feature group it reads commits (eager condition).",
+    description="Refreshes the flight_delays training data when a feature group they read commits (eager condition).",
 )
 
-SENSORS = [external_commits, landed_months, raw_sources_observed, training_data_refresh]
-SCHEDULES = [daily_refresh]
+# retrains the model on new training data and redeploys each new version that passed its blocking checks. Off by
+# default (it starts and switches a local server): turn it on in the UI (Automation) for the full loop.
+model_retraining = AutomationConditionSensorDefinition(
+    "model_retraining",
+    target=[departure_delay_model.key, flight_delay_api.key],
+    default_status=DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=60,
+    description="Retrains departure_delay on new training data; redeploys flight_delay_api after a validated version.",
+)
+
+SENSORS = [external_commits, landed_months, raw_sources_observed, training_data_refresh, model_retraining]
+SCHEDULES = [daily_refresh, inference_log_flush]

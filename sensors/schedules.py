@@ -1,4 +1,5 @@
-"""Periodic refresh of the reference project: every day, recompute the aircraft group and the newest month.
+"""Periodic runs of the reference project: every day, recompute the aircraft group and the newest month; every five
+minutes, flush the deployment's inference log and join the outcomes that arrived.
 
 Upserts make a refresh safe to repeat (same keys are updated, never duplicated); it picks up corrections to the
 planes table and late rows of the newest month. The newest month is the newest one fully landed in landing mode,
@@ -7,9 +8,10 @@ the last month of the data in package mode.
 
 from __future__ import annotations
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, schedule
 
 from assets.feature_groups import aircraft, flight_outcomes, route_delay_stats, weather_hourly
+from assets.models import delay_predictions_labelled, flight_delay_api_inference_log
 from sensors.landing import IN_PROCESS  # small runs: one process beats a subprocess per step
 
 MONTHLY_GROUPS = [weather_hourly.key, flight_outcomes.key, route_delay_stats.key]
@@ -39,3 +41,15 @@ def daily_refresh(context: ScheduleEvaluationContext) -> list[RunRequest]:
                    run_config=IN_PROCESS)
     )
     return requests
+
+
+# stopped by default, like daily_refresh: there is a log to flush once flight_delay_api has served requests
+inference_log_flush = ScheduleDefinition(
+    name="inference_log_flush",
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    target=[flight_delay_api_inference_log.key, delay_predictions_labelled.key],
+    default_status=DefaultScheduleStatus.STOPPED,
+    run_config=IN_PROCESS,
+    description="Every 5 minutes: flush flight_delay_api's inference log into Hudi and join the outcomes that arrived.",
+)

@@ -170,3 +170,29 @@ def test_a_served_version_cannot_be_deleted(fs) -> None:
     mr.get_model("mean", 1).delete()
     assert [v.version for v in mr.get_models("mean")] == [2]
     assert not mr.model_path("mean", 1).exists()
+
+
+def test_reuse_identical_returns_the_registered_version_of_the_same_artifact_and_lineage(fs) -> None:
+    td = _training_dataset(fs)
+    X_train, _, y_train, _ = td.train_test_split()
+    mr = fs.get_model_registry()
+    first = mr.create_model("late", LogisticRegression().fit(X_train, y_train.squeeze()), training_dataset=td,
+                            params={"C": 1.0}, reuse_identical=True)
+    # deterministic training again: the same bytes, lineage and params -> the same version, no copy on disk
+    again = mr.create_model("late", LogisticRegression().fit(X_train, y_train.squeeze()), training_dataset=td,
+                            params={"C": 1.0}, reuse_identical=True)
+    assert (again.version, again.artifact_sha256) == (first.version, first.artifact_sha256) == (1, first.artifact_sha256)
+    assert [p.name for p in mr.model_path("late", 1).parent.iterdir()] == ["v1"]  # (no temporary folder left)
+    # other params, no reuse asked, or another training dataset: new versions
+    assert mr.create_model("late", LogisticRegression().fit(X_train, y_train.squeeze()), training_dataset=td,
+                           params={"C": 2.0}, reuse_identical=True).version == 2
+    assert mr.create_model("late", LogisticRegression().fit(X_train, y_train.squeeze()), training_dataset=td,
+                           params={"C": 1.0}).version == 3
+    other = td.view.create_train_test_split(test_size=0.5, seed=9)
+    X_other, _, y_other, _ = other.train_test_split()
+    assert mr.create_model("late", LogisticRegression().fit(X_other, y_other.squeeze()), training_dataset=other,
+                           params={"C": 1.0}, reuse_identical=True).version == 4
+    # a damaged copy is not reused: the newest intact identical version is (v3 equals v1)
+    (mr.model_path("late", 3) / "model.joblib").write_bytes(b"garbage")
+    assert mr.create_model("late", LogisticRegression().fit(X_train, y_train.squeeze()), training_dataset=td,
+                           params={"C": 1.0}, reuse_identical=True).version == 1

@@ -94,6 +94,11 @@ def test_flight_outcomes_label_and_unique_ids() -> None:
     assert outcomes["flight_id"].is_unique
     late = outcomes["arr_delay"] > 15
     assert (outcomes["is_delayed"] == (late | outcomes["cancelled"])).all()
+    # the model's label: departed 15 or more minutes late, or cancelled (a cancelled flight has no dep_delay)
+    assert (outcomes["dep_delayed"] == ((outcomes["dep_delay"] >= 15) | outcomes["cancelled"])).all()
+    assert outcomes.loc[outcomes["dep_delay"] == 15, "dep_delayed"].all()
+    assert outcomes["dep_delay"][outcomes["cancelled"]].isna().all()
+    assert 0.2 < outcomes["dep_delayed"].mean() < 0.3
 
 
 def test_weather_features_null_out_impossible_readings() -> None:
@@ -144,3 +149,95 @@ def test_reference_training_data_for_a_month_matches_serving(tmp_path, monkeypat
         assert vector == pytest.approx({name: transformed.loc[last, name] for name in view.feature_names})
     finally:
         EmbeddedValkey(tmp_path / "store").stop()
+
+
+def test_reference_model_and_deployment_on_one_month(tmp_path) -> None:
+    """February 2013 through the reference graph with ``dagster.materialize``: feature groups, ``flight_delays`` v2,
+    its training data, the departure-delay model (blocking checks) and ``flight_delay_api`` (smoke test over
+    HTTP); real flights requested over HTTP land in the inference log and get their real departure delay."""
+    import json
+    import urllib.request
+
+    from dagster import AssetKey, instance_for_test, materialize
+
+    from assets.feature_groups import FEATURE_GROUP_ASSETS
+    from assets.feature_views import flight_delays_v2
+    from assets.models import (
+        DEPLOYMENT,
+        delay_predictions_labelled,
+        departure_delay_model,
+        flight_delay_api,
+        flight_delay_api_inference_log,
+    )
+    from assets.training_datasets import departure_delay_training_data
+    from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
+    from fs_dagster.core.serving import processes
+    from resources import RESOURCES
+
+    store = FeatureStoreResource(root=str(tmp_path / "store"), project="flights")
+    resources = {**RESOURCES, "feature_store": store, "fs_io_manager": FeatureGroupIOManager(feature_store=store)}
+    groups = {a.key: a for a in FEATURE_GROUP_ASSETS}
+    fs = store.get_store()
+    pid = None
+    try:
+        with instance_for_test() as instance:
+            assert materialize([groups[AssetKey("aircraft")]], resources=resources, instance=instance).success
+            monthly = [groups[AssetKey(k)] for k in ("weather_hourly", "route_delay_stats", "flight_outcomes")]
+            assert materialize(monthly, resources=resources, instance=instance, partition_key="2013-02-01").success
+            model_graph = [flight_delays_v2, departure_delay_training_data, departure_delay_model, flight_delay_api]
+            result = materialize(model_graph, resources=resources, instance=instance)
+            checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+            assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test"}
+            assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
+            slices = {r.data["slice"]: r.data for r in checks["min_quality_per_slice"].metadata["slice_scores"].records}
+            assert set(slices) == {"EWR", "JFK", "LGA"} and all(s["judged"] for s in slices.values())
+
+            model_md = instance.get_latest_materialization_event(departure_delay_model.key).asset_materialization
+            mv = fs.get_model_registry().get_model("departure_delay", 1)
+            td = fs.get_feature_view("flight_delays", 2).get_training_dataset()
+            assert 0.70 <= model_md.metadata["metrics/roc_auc"].value == mv.metrics["roc_auc"] < 0.9
+            assert mv.training_dataset["pinned_commits"] == td.pinned_commits and mv.labels == ["dep_delayed"]
+            assert model_md.tags["dagster/data_version"] == mv.artifact_sha256
+
+            dep = fs.get_deployment(DEPLOYMENT)
+            status = dep.status()
+            pid = status.pid
+            endpoint = instance.get_latest_materialization_event(flight_delay_api.key).asset_materialization.metadata[
+                "fs_dagster/endpoint"].value
+            assert endpoint == f"{status.url}/api/v1.0/predictions" and status.model_version == 1
+
+            # real flights of the last evening of February, over HTTP
+            flights = fs.get_feature_group("flight_outcomes").read(
+                columns=["flight_id", "origin", "tailnum", "dest", "carrier", "dep_delayed"],
+                where="sched_dep_ts >= TIMESTAMPTZ '2013-02-28 20:00:00+00' AND tailnum IS NOT NULL")
+            entities = [{k: row[k] for k in ("flight_id", "origin", "tailnum", "dest", "carrier")}
+                        for _, row in flights.head(12).iterrows()]
+            body = json.dumps({"jsonData": {"entities": entities, "allow_missing": True}}).encode()
+            request = urllib.request.Request(endpoint, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())["jsonData"]
+            assert len(entities) == 12
+            assert (answer["model"], answer["model_version"], len(answer["predictions"])) == ("departure_delay", 1, 12)
+            assert answer["classes"] == [False, True]
+
+            assert materialize([flight_delay_api_inference_log, delay_predictions_labelled], resources=resources,
+                               instance=instance).success
+        log = fs.get_feature_group(f"{DEPLOYMENT}_inference_log").read()
+        assert len(log) == 12 + 5  # the flights requested and the smoke test's five
+        mine = log[log["request_id"] == answer["request_id"]].sort_values("row")
+        assert list(mine["flight_id"]) == [e["flight_id"] for e in entities]
+        labelled = fs.get_feature_group("delay_predictions_labelled").read().set_index(["request_id", "row"])
+        truth = fs.get_feature_group("flight_outcomes").read(columns=["flight_id", "dep_delayed"]).set_index(
+            "flight_id")["dep_delayed"]
+        assert len(labelled) == len(log)
+        assert (labelled["actual_dep_delayed"].to_numpy() == truth.loc[labelled["flight_id"]].to_numpy()).all()
+    finally:
+        try:
+            fs.get_deployment(DEPLOYMENT).stop()
+        except Exception:  # noqa: BLE001 - never created (an earlier step failed)
+            pass
+        try:
+            if pid is not None:
+                assert processes.group_members(pid) == [], "a server process survived stop()"
+        finally:
+            EmbeddedValkey(tmp_path / "store").stop()

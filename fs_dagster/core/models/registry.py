@@ -29,7 +29,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fs_dagster.core.errors import InvalidDataError, NotFoundError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
 from fs_dagster.core.models.artifacts import artifact_sha256, hash_folder, verify_folder
 from fs_dagster.core.models.flavors import Flavor, flavor_for, flavor_named
 from fs_dagster.core.registry.models import DeploymentRow, ModelVersionRow
@@ -180,6 +180,7 @@ class ModelRegistry:
         description: str = "",
         tags: Mapping[str, Any] | None = None,
         flavor: str | None = None,
+        reuse_identical: bool = False,
     ) -> ModelVersion:
         """Saves ``model`` as the next version of ``name`` and registers it.
 
@@ -194,6 +195,9 @@ class ModelRegistry:
             input_example: a few input rows (at most 20 are kept); gives the input schema's types.
             tags: small JSON values, e.g. ``{"team": "delays"}``.
             flavor: ``"sklearn"`` or ``"python"``; found from the model by default.
+            reuse_identical: if a registered version of ``name`` has the same artifact (SHA-256 over its files),
+                training-dataset lineage and params, return it instead of registering a copy: deterministic
+                training repeated on the same data is the same model (what a re-run of a pipeline wants).
 
         Raises:
             InvalidDataError: a bad name, metric (not a finite number), tag or model (naming it).
@@ -212,6 +216,10 @@ class ModelRegistry:
             if not spec["files"]:
                 raise InvalidDataError(f"model {name}: the {chosen.name} flavor wrote no files")
             spec["artifact_sha256"] = artifact_sha256(spec["files"])
+            if reuse_identical:
+                same = self._identical_version(name, spec)
+                if same is not None:
+                    return same
             version = self._insert(name, spec)
             spec["version"] = version
             try:
@@ -386,6 +394,18 @@ class ModelRegistry:
             return version
 
         return self._registry._write(f"registering model {name!r}", work)
+
+    def _identical_version(self, name: str, spec: dict[str, Any]) -> ModelVersion | None:
+        """The newest version with ``spec``'s artifact, training-dataset lineage and params whose files are intact."""
+        for version in reversed(self.get_models(name)):
+            if (version.artifact_sha256 == spec["artifact_sha256"]
+                    and version.training_dataset == spec["training_dataset"] and version.params == spec["params"]):
+                try:
+                    version.verify()
+                except FeatureStoreError:
+                    continue  # (a damaged copy is no reason to refuse a fresh registration)
+                return version
+        return None
 
     def _delete_row(self, name: str, version: int) -> None:
         project = self._store.project

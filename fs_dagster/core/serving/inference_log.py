@@ -217,7 +217,8 @@ def _column_name(name: str, taken: set[str]) -> str:
     return f"feature_{name}" if name in taken else name
 
 
-def _proba_column(label: Any) -> str:
+def proba_column(label: Any) -> str:
+    """The inference-log column of the probability of class ``label`` (``True`` -> ``proba_true``)."""
     text = re.sub(r"[^a-z0-9_]", "_", str(label).lower())
     return f"proba_{text}"
 
@@ -250,7 +251,7 @@ class _Rows:
             return
         taken = set(RESERVED_COLUMNS) | set(key_names)
         feature_columns = [_column_name(f, taken) for f in feature_names]
-        proba_columns = [_proba_column(c) for c in classes] if classes and probabilities is not None else []
+        proba_columns = [proba_column(c) for c in classes] if classes and probabilities is not None else []
         if len(set(proba_columns)) != len(proba_columns):
             proba_columns = [f"proba_{i}" for i in range(len(proba_columns))]
         predicted_at = datetime.fromtimestamp(at / 1_000_000, timezone.utc)

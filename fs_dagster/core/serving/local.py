@@ -143,6 +143,10 @@ def _launch_once(home: Path, settings: ServingSettings, target: Target, port: in
     env = dict(os.environ)
     env.update(secrets)
     env["PREDICTIVE_UNIT_PARAMETERS"] = json.dumps(settings.to_parameters())
+    # one OpenMP thread per worker unless configured: a request's few rows gain nothing from parallel prediction,
+    # and OpenMP's spinning threads (scikit-learn's gradient boosting) made a one-flight request ~50 ms instead of
+    # ~3 ms on a busy 2-core machine (scale with workers/threads instead)
+    env.setdefault("OMP_NUM_THREADS", "1")
     # a python-flavor model class must import in the server as it does here (e.g. from the current folder)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
     log_path = home / SERVER_LOG
