@@ -64,3 +64,16 @@ class CorruptFileError(FeatureStoreError):
 
 class DeploymentError(FeatureStoreError):
     """A model deployment could not be started, switched or stopped; the message names the deployment and cause."""
+
+
+class MissingDependencyError(FeatureStoreError, ImportError):
+    """An optional dependency is not installed; the message names the package and the extra that installs it."""
+
+
+class PipelineError(FeatureStoreError):
+    """A SQL pipeline (a SQLMesh project) could not be loaded, planned or run, or a model's definition cannot
+    become a feature group; the message names the project, the model and the cause."""
+
+
+class PipelineLockedError(PipelineError, TimeoutError):
+    """Another process kept the SQLMesh project's database busy for longer than the configured wait."""
