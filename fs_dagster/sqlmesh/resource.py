@@ -17,7 +17,7 @@ _PROJECTS_LOCK = threading.Lock()
 
 def load_project(project_dir: str, gateway: Optional[str] = None, **options: Any) -> SQLMeshProject:
     """The process's :class:`SQLMeshProject` for a folder and gateway (loaded once: building the asset specs and
-    running them in the same process share one ``sqlmesh.Context``)."""
+    running them in the same process share one ``sqlmesh.Context``; loaded again when a project file changed)."""
     from pathlib import Path
 
     key = (str(Path(project_dir).resolve()), gateway)
@@ -27,6 +27,7 @@ def load_project(project_dir: str, gateway: Optional[str] = None, **options: Any
             project = _PROJECTS[key] = SQLMeshProject(key[0], gateway)
     for name, value in options.items():
         setattr(project, name, value)
+    project.reload_if_changed()
     return project
 
 

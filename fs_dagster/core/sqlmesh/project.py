@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -99,7 +100,7 @@ class RunReport:
     start: datetime | None
     end: datetime | None
     outcomes: dict[str, ModelOutcome]
-    also_evaluated: list[str] = field(default_factory=list)  # upstream models the selection needed computed
+    also_evaluated: list[str] = field(default_factory=list)  # names of upstream models the selection needed computed
     applied_changes: list[str] = field(default_factory=list)  # models whose new version the sync plan applied
     timings: dict[str, float] = field(default_factory=dict)  # seconds: sync_plan, evaluate, audit_details
 
@@ -133,6 +134,7 @@ class SQLMeshProject:
         self.load_seconds: float | None = None
         self._context: Any = None
         self._models: dict[str, ModelInfo] | None = None
+        self._files_signature: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"SQLMeshProject({str(self.path)!r}, gateway={self.gateway!r})"
@@ -145,12 +147,33 @@ class SQLMeshProject:
             if not self.path.is_dir():
                 raise PipelineError(f"SQLMesh project {self.path} does not exist")
             started = time.perf_counter()
+            self._files_signature = self._signature()
             try:
                 self._context = sqlmesh.Context(paths=[str(self.path)], gateway=self.gateway)
             except Exception as error:
                 raise PipelineError(f"SQLMesh project {self.path} could not be loaded: {error}") from error
             self.load_seconds = time.perf_counter() - started
         return self._context
+
+    def reload_if_changed(self) -> bool:
+        """Forgets the loaded context when a file of the project changed since it was loaded (the next use loads
+        the files again); returns whether it did."""
+        if self._context is None or self._signature() == self._files_signature:
+            return False
+        self.close()
+        self._context, self._models = None, None
+        return True
+
+    def _signature(self) -> tuple[int, int]:
+        """(newest modification time, number of files) of the project's files, SQLMesh's cache left out."""
+        newest, count = 0, 0
+        for folder, dirs, files in os.walk(self.path):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            for name in files:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
+                    count += 1
+        return newest, count
 
     def models(self) -> dict[str, ModelInfo]:
         """Every model and external table, by fqn, parents before children."""
@@ -276,7 +299,7 @@ class ProjectSession:
         started = time.perf_counter()
         report.outcomes = self._outcomes(infos, recorder, error, environment, start, end)
         report.timings["audit_details"] = time.perf_counter() - started
-        report.also_evaluated = sorted(set(recorder.evaluated) - set(selected))
+        report.also_evaluated = sorted(self._name(f) for f in set(recorder.evaluated) - set(selected))
         return report
 
     def _sync(self, environment: str) -> list[str]:
@@ -305,7 +328,7 @@ class ProjectSession:
                 f"SQLMesh project {self.project.path}: applying the plan of environment {environment!r} failed: "
                 f"{error}"
             ) from error
-        return sorted(s.name for s in plan.new_snapshots)
+        return sorted(self._name(s.name) for s in plan.new_snapshots if not s.is_external)
 
     def _owned(self, environment: str, selected: list[str]) -> list[str]:
         """The selected models whose version is the environment's own (all of them in prod): the ones it may
@@ -335,7 +358,8 @@ class ProjectSession:
             if cause is not None:
                 outcome.status, outcome.error = FAILED, _describe(cause)
             elif info.fqn in recorder.skipped:
-                outcome.status, outcome.error = SKIPPED, "an upstream model failed"
+                upstream = "; ".join(f"{self._name(f)}: {_describe(c)}" for f, c in recorder.failures.items())
+                outcome.status, outcome.error = SKIPPED, f"not run, an upstream model failed ({upstream})"
             elif unexplained:
                 outcome.status, outcome.error = FAILED, _describe(error)
             if info.audits and outcome.status != SKIPPED and not (outcome.status == FAILED and not _audit_failure(cause)):
@@ -345,6 +369,10 @@ class ProjectSession:
                     outcome.audits = self._audit(info, environment, start, end)
             outcomes[info.fqn] = outcome
         return outcomes
+
+    def _name(self, fqn: str) -> str:
+        info = self.project.models().get(fqn)
+        return info.name if info is not None else fqn
 
     def _audit(self, info: ModelInfo, environment: str, start: datetime | None,
                end: datetime | None) -> list[AuditOutcome]:
