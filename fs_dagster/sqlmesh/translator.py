@@ -81,7 +81,7 @@ class SQLMeshTranslator:
 
     def __init__(self, settings: SQLMeshTranslatorSettings | None = None) -> None:
         self.settings = settings or SQLMeshTranslatorSettings()
-        self._specs: dict[str, AssetSpec] = {}
+        self._specs: dict[str, tuple[ModelInfo, AssetSpec]] = {}
 
     def get_feature_group_spec(self, model: ModelInfo) -> FeatureGroupSpec | None:
         """The feature group the model defines (tags, grain, time column, ``fs_*`` properties), or None."""
@@ -123,8 +123,8 @@ class SQLMeshTranslator:
     def get_asset_spec(self, model: ModelInfo, project: Mapping[str, ModelInfo]) -> AssetSpec:
         """The asset of a model (or of an external table). ``project`` holds every model by fqn (for deps)."""
         cached = self._specs.get(model.fqn)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] is model:  # (a project loaded again has new ModelInfo objects)
+            return cached[1]
         group = self.get_feature_group_spec(model)
         deps = [self.get_asset_spec(project[p], project).key for p in model.parents if p in project]
         metadata: dict[str, Any] = {
@@ -161,7 +161,7 @@ class SQLMeshTranslator:
             metadata=metadata,
             partitions_def=None if model.external else self.get_partitions_def(model),
         )
-        self._specs[model.fqn] = spec
+        self._specs[model.fqn] = (model, spec)
         return spec
 
     def get_asset_check_spec(self, audit: AuditInfo, model: ModelInfo, asset_key: AssetKey) -> AssetCheckSpec | None:

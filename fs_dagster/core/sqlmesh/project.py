@@ -134,7 +134,7 @@ class SQLMeshProject:
         self.load_seconds: float | None = None
         self._context: Any = None
         self._models: dict[str, ModelInfo] | None = None
-        self._files_signature: tuple[int, int] | None = None
+        self._files_signature: tuple[int, int, str] | None = None
 
     def __repr__(self) -> str:
         return f"SQLMeshProject({str(self.path)!r}, gateway={self.gateway!r})"
@@ -156,16 +156,21 @@ class SQLMeshProject:
         return self._context
 
     def reload_if_changed(self) -> bool:
-        """Forgets the loaded context when a file of the project changed since it was loaded (the next use loads
-        the files again); returns whether it did."""
+        """Forgets the loaded context when a file of the project or its configuration changed since it was loaded
+        (a ``config.py`` may read environment variables, e.g. where the database lives); the next use loads the
+        project again. Returns whether it did."""
         if self._context is None or self._signature() == self._files_signature:
             return False
         self.close()
         self._context, self._models = None, None
         return True
 
-    def _signature(self) -> tuple[int, int]:
-        """(newest modification time, number of files) of the project's files, SQLMesh's cache left out."""
+    def _signature(self) -> tuple[int, int, str]:
+        """(newest modification time, number of files) of the project's files (SQLMesh's cache left out), and
+        the configuration as SQLMesh loads it now."""
+        from sqlmesh.core.config import Config
+        from sqlmesh.core.config.loader import load_configs
+
         newest, count = 0, 0
         for folder, dirs, files in os.walk(self.path):
             dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
@@ -173,7 +178,11 @@ class SQLMeshProject:
                 with contextlib.suppress(OSError):
                     newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
                     count += 1
-        return newest, count
+        try:
+            config = repr(sorted((str(k), repr(v)) for k, v in load_configs(None, Config, [self.path]).items()))
+        except Exception as error:  # a broken config: loading the project reports it
+            config = f"error: {error}"
+        return newest, count, config
 
     def models(self) -> dict[str, ModelInfo]:
         """Every model and external table, by fqn, parents before children."""
