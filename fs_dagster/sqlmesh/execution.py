@@ -72,7 +72,7 @@ def execute(context: Any, resource: Any, feature_store: Optional[FeatureStoreRes
     with project.session() as session:
         try:
             report = session.run(list(fqns.values()), start=start, end=end, environment=environment,
-                                 restate=resource.restate)
+                                 restate=resource.restate, apply_changes=resource.apply_changes)
         except FeatureStoreError as error:
             raise as_failure(error) from error
         for key in selected:

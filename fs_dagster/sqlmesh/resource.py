@@ -55,6 +55,12 @@ class SQLMeshResource(ConfigurableResource):
         description="Recompute intervals SQLMesh already computed (a materialization computes from the current "
         "inputs). False: compute only missing intervals (e.g. reuse what a promoted dev environment built).",
     )
+    apply_changes: bool = Field(
+        default=True,
+        description="Apply the project's changed models to the environment before a run (their new versions get "
+        "tables; only the run's range is computed). False: a run fails while the environment differs from the "
+        "files, so changes reach it only by an explicit plan (e.g. promoting a reviewed dev environment).",
+    )
     lock_timeout: float = Field(default=600.0, description="Seconds a run waits for another run on the same database.")
     audit_sample_rows: int = Field(default=20, description="Failing rows shown per failed audit.")
     feature_store: Optional[FeatureStoreResource] = Field(

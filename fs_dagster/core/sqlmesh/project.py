@@ -268,6 +268,7 @@ class ProjectSession:
         end: datetime | None = None,
         environment: str = PROD,
         restate: bool = True,
+        apply_changes: bool = True,
     ) -> RunReport:
         """Brings ``environment`` up to the project's files and computes ``models`` for ``[start, end)``
         (their whole range when None), and what they need. Never raises for a model's failure: see the
@@ -276,10 +277,14 @@ class ProjectSession:
         Args:
             models: fqns or ``schema.table`` names.
             restate: recompute intervals already computed (default); False: only missing ones.
+            apply_changes: apply the project's changes to the environment first (default). False: refuse to run
+                when the files differ from what the environment runs (promotion is then a separate, explicit
+                :meth:`plan_and_apply`, e.g. after comparing a development environment's output).
 
         Raises:
             PipelineError: the environment could not be planned (e.g. a model changed in a way SQLMesh cannot
-                categorize; the message names the models).
+                categorize; the message names the models), or it differs from the files and ``apply_changes`` is
+                False.
         """
         infos = [self.project.model(m) for m in models]
         selected = [i.fqn for i in infos if not i.external]
@@ -287,7 +292,7 @@ class ProjectSession:
         recorder = _Recorder()
         self.ctx.console = recorder
         started = time.perf_counter()
-        report.applied_changes = self._sync(environment)
+        report.applied_changes = self._sync(environment, apply_changes)
         report.timings["sync_plan"] = time.perf_counter() - started
         owned = self._owned(environment, selected)
         started = time.perf_counter()
@@ -311,12 +316,24 @@ class ProjectSession:
         report.also_evaluated = sorted(self._name(f) for f in set(recorder.evaluated) - set(selected))
         return report
 
-    def _sync(self, environment: str) -> list[str]:
-        """Applies the project's changes to the environment without computing data; returns the models whose
-        new versions were applied."""
+    def plan_and_apply(self, environment: str = PROD) -> list[str]:
+        """A plan of the project's files against ``environment``, applied as SQLMesh's ``plan`` applies it
+        (missing intervals are computed; tables a development environment built for the same versions are
+        reused, not recomputed): how a reviewed change is promoted. Returns the models with new versions.
+
+        Raises:
+            PipelineError: planning or applying failed (naming the environment and the cause), or changes are
+                uncategorized.
+        """
+        self.ctx.console = _Recorder()
+        return self._sync(environment, True, backfill=True)
+
+    def _sync(self, environment: str, apply_changes: bool = True, backfill: bool = False) -> list[str]:
+        """Applies the project's changes to the environment (without computing data unless ``backfill``);
+        returns the models whose new versions were applied."""
         try:
             plan = self.ctx.plan_builder(
-                environment, skip_backfill=True, include_unmodified=environment != PROD, no_gaps=False
+                environment, skip_backfill=not backfill, include_unmodified=environment != PROD, no_gaps=False
             ).build()
         except Exception as error:
             raise PipelineError(
@@ -328,8 +345,16 @@ class ProjectSession:
                 f"SQLMesh project {self.project.path}: changes to {names} are not categorized (breaking or not); "
                 f"plan environment {environment!r} once with SQLMesh (sqlmesh plan {environment}) to decide"
             )
-        if not plan.has_changes and self.ctx.state_reader.get_environment(environment) is not None:
+        exists = self.ctx.state_reader.get_environment(environment) is not None
+        if not plan.has_changes and exists:
             return []
+        if not apply_changes and exists:
+            changed = self._changed(plan)
+            raise PipelineError(
+                f"SQLMesh environment {environment!r} does not run the project's files ({', '.join(changed)} "
+                f"changed) and this resource does not apply changes: promote them first (a plan of "
+                f"{environment!r}: `sqlmesh plan {environment}` or ProjectSession.plan_and_apply)"
+            )
         try:
             self.ctx.apply(plan)
         except Exception as error:
@@ -337,7 +362,15 @@ class ProjectSession:
                 f"SQLMesh project {self.project.path}: applying the plan of environment {environment!r} failed: "
                 f"{error}"
             ) from error
-        return sorted(self._name(s.name) for s in plan.new_snapshots if not s.is_external)
+        return self._changed(plan)
+
+    def _changed(self, plan: Any) -> list[str]:
+        """Names of the models a plan adds, changes (directly or through a parent) or removes."""
+        diff = plan.context_diff
+        names = set(diff.modified_snapshots) | {getattr(s, "name", s) for s in diff.added}
+        names |= {getattr(s, "name", s) for s in diff.removed_snapshots}
+        models = self.project.models()
+        return sorted(self._name(n) for n in names if not (n in models and models[n].external))
 
     def _owned(self, environment: str, selected: list[str]) -> list[str]:
         """The selected models whose version is the environment's own (all of them in prod): the ones it may
