@@ -33,7 +33,8 @@ class FlightsSQLMeshTranslator(SQLMeshTranslator):
 
 
 TRANSLATOR = FlightsSQLMeshTranslator(SQLMeshTranslatorSettings(time_partitions_def=MONTHLY))
-SQLMESH_ASSETS = build_sqlmesh_assets(str(PROJECT_DIR), translator=TRANSLATOR, external_assets=False)
+SQLMESH_ASSETS = build_sqlmesh_assets(str(PROJECT_DIR), translator=TRANSLATOR, name="flight_features",
+                                      external_assets=False)
 """One multi-asset for the monthly feature groups, one for the departures view (raw flights are defined in
 :mod:`assets.sources`)."""
 

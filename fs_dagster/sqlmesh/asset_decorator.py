@@ -264,4 +264,6 @@ def _partitions_label(partitions_def: Optional[PartitionsDefinition], index: int
 
 
 def _default_name(folder: str) -> str:
-    return "sqlmesh_" + (re.sub(r"[^A-Za-z0-9_]", "_", folder).strip("_").lower() or "project")
+    """``sqlmesh_<folder>`` (the folder's name alone when it already starts with ``sqlmesh``)."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", folder).strip("_").lower() or "project"
+    return name if name.startswith("sqlmesh") else f"sqlmesh_{name}"

@@ -257,6 +257,7 @@ class ProjectSession:
     def __init__(self, project: SQLMeshProject) -> None:
         self.project = project
         self.ctx = project.context
+        self.ctx.console = _Recorder()  # SQLMesh's own console would print to stdout; outcomes are returned
 
     # --- running ------------------------------------------------------------------------------------------
 
