@@ -289,3 +289,33 @@ def test_missing_sqlmesh_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sqlmesh", None)  # what an environment without the package gives
     with pytest.raises(MissingDependencyError, match=r"pip install 'fs-dagster\[sqlmesh\]'"):
         require_sqlmesh()
+
+
+def test_pandera_schema_of_a_sql_feature_group_blocks_like_a_python_one(tmp_path) -> None:
+    import pandera.pandas as pa
+
+    project = write_project(tmp_path)
+    write_events(tmp_path, events())
+    store = FeatureStoreResource(root=str(tmp_path / "store"), project="shop")
+    resources = {"sqlmesh": SQLMeshResource(project_dir=str(project)), "feature_store": store,
+                 "fs_io_manager": FeatureGroupIOManager(feature_store=store)}
+    with pytest.raises(PipelineError, match="pandera schemas given for shop.nothing"):
+        build_sqlmesh_assets(str(project), schemas={"shop.nothing": pa.DataFrameSchema({})})
+
+    def sales_assets(max_revenue: float):
+        schema = pa.DataFrameSchema({"revenue": pa.Column(float, pa.Check.le(max_revenue)), "sales": pa.Column(int)})
+        return next(a for a in build_sqlmesh_assets(str(project), schemas={"daily_sales": schema})
+                    if not isinstance(a, AssetSpec) and SALES in a.keys)
+
+    with instance_for_test() as instance:
+        result = materialize([sales_assets(50.0)], selection=[SALES], resources=resources, instance=instance,
+                             partition_key="2024-01-02", raise_on_error=False)
+        check = _checks(result)[("daily_sales", "pandera_schema")]
+        assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+        assert check.metadata["failing_columns"].value == "revenue"
+        assert not result.get_asset_materialization_events()
+        assert not store.get_store().registry.list_feature_groups("shop")  # nothing written
+        result = materialize([sales_assets(1000.0)], selection=[SALES], resources=resources, instance=instance,
+                             partition_key="2024-01-02")
+        assert _checks(result)[("daily_sales", "pandera_schema")].passed
+        assert store.get_store().get_feature_group("daily_sales").count() == 3
