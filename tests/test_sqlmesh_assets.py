@@ -307,15 +307,16 @@ def test_pandera_schema_of_a_sql_feature_group_blocks_like_a_python_one(tmp_path
         return next(a for a in build_sqlmesh_assets(str(project), schemas={"daily_sales": schema})
                     if not isinstance(a, AssetSpec) and SALES in a.keys)
 
+    strict, lenient = sales_assets(50.0), sales_assets(1000.0)  # one project, two definitions: each its own schema
     with instance_for_test() as instance:
-        result = materialize([sales_assets(50.0)], selection=[SALES], resources=resources, instance=instance,
+        result = materialize([strict], selection=[SALES], resources=resources, instance=instance,
                              partition_key="2024-01-02", raise_on_error=False)
         check = _checks(result)[("daily_sales", "pandera_schema")]
         assert not check.passed and check.severity == AssetCheckSeverity.ERROR
         assert check.metadata["failing_columns"].value == "revenue"
         assert not result.get_asset_materialization_events()
         assert not store.get_store().registry.list_feature_groups("shop")  # nothing written
-        result = materialize([sales_assets(1000.0)], selection=[SALES], resources=resources, instance=instance,
+        result = materialize([lenient], selection=[SALES], resources=resources, instance=instance,
                              partition_key="2024-01-02")
         assert _checks(result)[("daily_sales", "pandera_schema")].passed
         assert store.get_store().get_feature_group("daily_sales").count() == 3

@@ -28,7 +28,7 @@ from dagster import (
 
 from fs_dagster.core.errors import PipelineError
 from fs_dagster.core.sqlmesh.models import ModelInfo
-from fs_dagster.sqlmesh.execution import SCHEMAS_BY_OP
+from fs_dagster.sqlmesh.execution import register_schemas
 from fs_dagster.sqlmesh.resource import load_project
 from fs_dagster.sqlmesh.translator import SQLMeshTranslator
 from fs_dagster.translator import METADATA_SPEC_KEY, FeatureGroupTranslator
@@ -86,7 +86,6 @@ def sqlmesh_assets(
     op_name = name or _default_name(project.path.name)
 
     def decorator(fn: Callable[..., Any]) -> AssetsDefinition:
-        SCHEMAS_BY_OP[op_name] = dict(schemas or {})
         return multi_asset(
             name=op_name,
             specs=specs,
@@ -94,7 +93,7 @@ def sqlmesh_assets(
             can_subset=True,
             backfill_policy=_backfill(backfill_policy, partitions_def),
             retry_policy=retry_policy,
-            op_tags=op_tags,
+            op_tags={**(op_tags or {}), **register_schemas(schemas)},
             pool=pool,
         )(fn)
 
@@ -156,9 +155,9 @@ def build_sqlmesh_assets(
         group_checks = [c for c in check_specs if c.asset_key in keys]
         has_groups = any(METADATA_SPEC_KEY in s.metadata for s in group_specs)
         required = {resource_key} | ({feature_store_key} if has_groups and feature_store_key else set())
-        SCHEMAS_BY_OP[op_name] = dict(schemas or {})
         out.append(_multi_asset(op_name, group_specs, group_checks, partitions_def, required, resource_key,
-                                feature_store_key if has_groups else None, backfill_policy, retry_policy, pool))
+                                feature_store_key if has_groups else None, backfill_policy, retry_policy, pool,
+                                register_schemas(schemas)))
     if external_assets:
         wanted = {p for m in models for p in m.parents}
         out += [translator.get_asset_spec(everything[fqn], everything) for fqn in wanted
@@ -226,7 +225,7 @@ def _specs(models: list[ModelInfo], everything: Mapping[str, ModelInfo], transla
 def _multi_asset(op_name: str, specs: list[AssetSpec], checks: list[AssetCheckSpec],
                  partitions_def: Optional[PartitionsDefinition], required: set[str], resource_key: str,
                  feature_store_key: Optional[str], backfill_policy: Optional[BackfillPolicy],
-                 retry_policy: Optional[RetryPolicy], pool: Optional[str]) -> AssetsDefinition:
+                 retry_policy: Optional[RetryPolicy], pool: Optional[str], op_tags: Mapping[str, str]) -> AssetsDefinition:
     @multi_asset(
         name=op_name,
         specs=specs,
@@ -236,6 +235,7 @@ def _multi_asset(op_name: str, specs: list[AssetSpec], checks: list[AssetCheckSp
         retry_policy=retry_policy,
         required_resource_keys=required,
         pool=pool,
+        op_tags=op_tags,
     )
     def _sqlmesh_models(context) -> Iterator[Any]:  # no annotation on context: dagster inspects it
         resource = getattr(context.resources, resource_key)

@@ -13,6 +13,7 @@ For each selected model (parents first):
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
@@ -41,9 +42,20 @@ from fs_dagster.resource import FeatureStoreResource
 from fs_dagster.translator import PANDERA_CHECK_NAME, spec_from_metadata
 from fs_dagster.sqlmesh.translator import MODEL_METADATA_KEY
 
-# pandera schemas given to @sqlmesh_assets, by the op's name: the definitions module is imported in every process
-# that runs the step, so the decorator has registered them there too
-SCHEMAS_BY_OP: dict[str, Mapping[str, Any]] = {}
+# pandera schemas given to @sqlmesh_assets / build_sqlmesh_assets, by a token in the op's tags (schemas are Python
+# objects, tags are text): the definitions module is imported in every process that runs the step, so the factory
+# has registered them there too, and each definition finds its own even when one project is built twice
+SCHEMAS_TAG = "fs_dagster/sqlmesh_schemas"
+_SCHEMAS: dict[str, Mapping[str, Any]] = {}
+
+
+def register_schemas(schemas: Optional[Mapping[str, Any]]) -> dict[str, str]:
+    """The op tags that let a step find ``schemas`` (none when there are none)."""
+    if not schemas:
+        return {}
+    token = uuid.uuid4().hex
+    _SCHEMAS[token] = dict(schemas)
+    return {SCHEMAS_TAG: token}
 
 
 def execute(context: Any, resource: Any, feature_store: Optional[FeatureStoreResource],
@@ -54,7 +66,8 @@ def execute(context: Any, resource: Any, feature_store: Optional[FeatureStoreRes
     selected = [key for key in specs if key in context.selected_asset_keys]
     fqns = {key: _value(specs[key].metadata[MODEL_METADATA_KEY]) for key in selected}
     groups = {key: spec_from_metadata(dict(specs[key].metadata)) for key in selected}
-    schemas = schemas if schemas is not None else SCHEMAS_BY_OP.get(context.op_def.name, {})
+    if schemas is None:
+        schemas = _SCHEMAS.get(str((context.op_def.tags or {}).get(SCHEMAS_TAG)), {})
     window, partitions = _window(context, assets_def.partitions_def)
     if any(groups.values()) and feature_store is None:
         feature_store = getattr(context.resources, "feature_store", None)
