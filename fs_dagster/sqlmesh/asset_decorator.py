@@ -69,9 +69,12 @@ def sqlmesh_assets(
             def flight_features(context, sqlmesh: SQLMeshResource):
                 yield from sqlmesh.run(context)
 
+            store = FeatureStoreResource(root="/data/fs", project="flights")
             defs = Definitions(assets=[flight_features],
-                               resources={"sqlmesh": SQLMeshResource(project_dir="pipelines/flights"),
-                                          "feature_store": FeatureStoreResource(root="/data/fs")})
+                               resources={"sqlmesh": SQLMeshResource(project_dir="pipelines/flights",
+                                                                     feature_store=store),
+                                          # feature-group assets load downstream through it
+                                          "fs_io_manager": FeatureGroupIOManager(feature_store=store)})
     """
     project = load_project(project_dir, gateway)
     translator = translator or SQLMeshTranslator()
@@ -129,10 +132,11 @@ def build_sqlmesh_assets(
     Example:
         .. code-block:: python
 
+            store = FeatureStoreResource(root="/data/fs", project="flights")
             defs = Definitions(
                 assets=build_sqlmesh_assets("pipelines/flights"),
-                resources={"sqlmesh": SQLMeshResource(project_dir="pipelines/flights"),
-                           "feature_store": FeatureStoreResource(root="/data/fs", project="flights")},
+                resources={"sqlmesh": SQLMeshResource(project_dir="pipelines/flights"), "feature_store": store,
+                           "fs_io_manager": FeatureGroupIOManager(feature_store=store)},
             )
     """
     project = load_project(project_dir, gateway)
