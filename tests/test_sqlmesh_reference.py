@@ -147,3 +147,26 @@ def test_a_feature_view_joins_them_as_of_each_departure(february) -> None:
         assert row.route_departed_24h == route["departed_24h"]
         assert row.route_mean_dep_delay_7d == pytest.approx(route["mean_dep_delay_7d"], nan_ok=True)
         assert row.carrier_pct_dep_delayed_24h == pytest.approx(carrier["pct_dep_delayed_24h"], nan_ok=True)
+
+
+def test_raw_flights_for_sqlmesh_come_from_the_landing_folder_or_the_package(tmp_path, monkeypatch) -> None:
+    from resources.flights_source import LandingFileMissing, months
+    from resources.flights_sqlmesh import prepare_raw_flights, raw_flights_glob
+    from resources.landing import drop_month
+
+    monkeypatch.setenv("FS_DAGSTER_ROOT", str(tmp_path / "store"))
+    monkeypatch.setenv("FS_DAGSTER_SOURCE", "landing")
+    monkeypatch.setenv("FS_DAGSTER_LANDING", str(tmp_path / "landing"))
+    drop_month(tmp_path / "landing", "2013-02")
+    assert raw_flights_glob() == str(tmp_path / "landing" / "flights" / "*.parquet")
+    # February's features read the last week of January: refused, naming the file and how to land it
+    with pytest.raises(LandingFileMissing, match=r"flights/2013-01\.parquet has not landed .* drop --month 2013-01"):
+        prepare_raw_flights(START, END)
+    drop_month(tmp_path / "landing", "2013-01")
+    assert prepare_raw_flights(START, END) == tmp_path / "landing"
+
+    monkeypatch.setenv("FS_DAGSTER_SOURCE", "package")  # the package's rows, exported once in the same layout
+    folder = prepare_raw_flights()
+    assert folder == tmp_path / "store" / "sqlmesh" / "raw"
+    assert sorted(p.stem for p in (folder / "flights").glob("*.parquet")) == months()
+    assert not (folder / "weather").exists()
