@@ -320,3 +320,25 @@ def test_pandera_schema_of_a_sql_feature_group_blocks_like_a_python_one(tmp_path
                              partition_key="2024-01-02")
         assert _checks(result)[("daily_sales", "pandera_schema")].passed
         assert store.get_store().get_feature_group("daily_sales").count() == 3
+
+
+def test_partitions_follow_the_interval_unit_and_must_hold_whole_intervals() -> None:
+    from dagster import HourlyPartitionsDefinition, MonthlyPartitionsDefinition
+
+    from fs_dagster.core.sqlmesh.models import ModelInfo
+    from fs_dagster.sqlmesh import SQLMeshTranslator, SQLMeshTranslatorSettings
+
+    daily = ModelInfo(fqn='"db"."a"."b"', name="a.b", parts=("a", "b"), kind="INCREMENTAL_BY_TIME_RANGE",
+                      time_column="t", interval_unit="day", start=datetime(2024, 1, 1, tzinfo=UTC))
+    assert SQLMeshTranslator().get_partitions_def(daily) == DailyPartitionsDefinition(start_date="2024-01-01")
+    monthly = MonthlyPartitionsDefinition(start_date="2024-01-01")
+    assert SQLMeshTranslator(SQLMeshTranslatorSettings(time_partitions_def=monthly)).get_partitions_def(daily) == monthly
+    hourly = SQLMeshTranslator(SQLMeshTranslatorSettings(
+        time_partitions_def=HourlyPartitionsDefinition(start_date="2024-01-01-00:00")))
+    with pytest.raises(PipelineError, match="a.b computes day intervals, which do not fit in the partition 2024-01-01T00"):
+        hourly.get_partitions_def(daily)
+    from dataclasses import replace
+
+    with pytest.raises(PipelineError, match="a.b has no start"):
+        SQLMeshTranslator().get_partitions_def(replace(daily, start=None))
+    assert SQLMeshTranslator().get_partitions_def(replace(daily, kind="FULL", time_column=None)) is None

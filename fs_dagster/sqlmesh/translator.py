@@ -105,19 +105,22 @@ class SQLMeshTranslator:
             if model.start is None:
                 raise PipelineError(f"SQLMesh model {model.name} has no start: give it one (MODEL ... start "
                                     "'2024-01-01') or a default in model_defaults, so it can be partitioned")
-            kwargs: dict[str, Any] = {"start_date": model.start.strftime("%Y-%m-%d" if unit != "hour" else "%Y-%m-%d-%H:%M")}
+            fmt = "%Y-%m-%d-%H:%M" if unit == "hour" else "%Y-%m-%d"
+            kwargs: dict[str, Any] = {"start_date": model.start.strftime(fmt)}
             if model.end is not None:
-                kwargs["end_date"] = model.end.strftime("%Y-%m-%d" if unit != "hour" else "%Y-%m-%d-%H:%M")
+                kwargs["end_date"] = model.end.strftime(fmt)
             return cls(**kwargs)
-        windows = chosen.get_partition_keys()[:3]
-        for key in windows:  # every partition must hold whole intervals: its bounds on the unit's boundaries
-            window = chosen.time_window_for_partition_key(key)
+        window = chosen.get_first_partition_window()
+        for _ in range(3):  # every partition must hold whole intervals: its bounds on the unit's boundaries
+            if window is None:
+                break
             if not (_aligned(window.start, unit) and _aligned(window.end, unit)):
                 raise PipelineError(
                     f"SQLMesh model {model.name} computes {unit} intervals, which do not fit in the partition "
-                    f"{key} ({window.start.isoformat()} .. {window.end.isoformat()}): use partitions at least as "
-                    "coarse as its interval unit"
+                    f"{window.start.isoformat()} .. {window.end.isoformat()}: use partitions at least as coarse "
+                    "as its interval unit"
                 )
+            window = chosen.get_next_partition_window(window.end)
         return chosen
 
     def get_asset_spec(self, model: ModelInfo, project: Mapping[str, ModelInfo]) -> AssetSpec:
