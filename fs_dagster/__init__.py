@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "IncompatibleTableError": "fs_dagster.core.errors",
     "InvalidDataError": "fs_dagster.core.errors",
     "NotFoundError": "fs_dagster.core.errors",
+    "PipelineError": "fs_dagster.core.errors",
     "SchemaChangeError": "fs_dagster.core.errors",
     "TableLockedError": "fs_dagster.core.errors",
     "WriteFailedError": "fs_dagster.core.errors",
@@ -56,6 +57,12 @@ _EXPORTS: dict[str, str] = {
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
     "TrainingDataset": "fs_dagster.core.training.training_dataset",
+    # SQLMesh pipelines (needs the extra: pip install fs-dagster[sqlmesh])
+    "build_sqlmesh_assets": "fs_dagster.sqlmesh",
+    "sqlmesh_assets": "fs_dagster.sqlmesh",
+    "SQLMeshResource": "fs_dagster.sqlmesh",
+    "SQLMeshTranslator": "fs_dagster.sqlmesh",
+    "SQLMeshTranslatorSettings": "fs_dagster.sqlmesh",
 }
 __all__ = sorted(_EXPORTS)
 _registered = False
@@ -98,6 +105,7 @@ if TYPE_CHECKING:  # static analysers see the eager names
         IncompatibleTableError as IncompatibleTableError,
         InvalidDataError as InvalidDataError,
         NotFoundError as NotFoundError,
+        PipelineError as PipelineError,
         SchemaChangeError as SchemaChangeError,
         TableLockedError as TableLockedError,
         WriteFailedError as WriteFailedError,

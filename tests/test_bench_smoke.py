@@ -124,3 +124,21 @@ def test_monitoring_benchmark_quick_prints_the_tables() -> None:
     assert "seasonal drift: Jan-Mar vs Jul-Sep | WARN" in out and "no drift: two random halves of Jan-Mar | OK" in out
     assert re.search(r"\| 10,000 \| 3 \| \d+\.\d% \| \d+% \|", out), out
     assert "cores" in out and "Total run time" in out
+
+
+SQLMESH_SCRIPT = ROOT / "bench" / "sqlmesh.py"
+
+
+@pytest.mark.timeout(300)
+def test_sqlmesh_benchmark_quick_prints_the_tables() -> None:
+    out = _run_quick(SQLMESH_SCRIPT)
+    assert ("| run | ours end to end (SQLMesh + read back + Hudi commit) | SQLMesh run alone | "
+            "DuckDB COPY to parquet (floor) | ours / floor | SQLMesh run / floor | goal | met |") in out, out
+    for label in ("January 2013: 26,865 flights -> ", "January, 2x copy: 53,730 flights -> ", "context load",
+                  "first plan (creates the tables)", "plan, nothing changed", "run of one day",
+                  "| ours end to end |", "| floor |"):
+        assert label in out, f"{label!r} missing from:\n{out}"
+    ratios = re.findall(r"\| (\d+\.\d\d)x \| (\d+\.\d\d)x \|", out)
+    assert len(ratios) == 2 and all(float(a) > 0 and float(b) > 0 for a, b in ratios), out
+    assert "Skipping the backfill" not in out  # SQLMesh's console stays quiet
+    assert "cores" in out and "Total run time" in out

@@ -67,4 +67,13 @@ class DeploymentError(FeatureStoreError):
 
 
 class MissingDependencyError(FeatureStoreError, ImportError):
-    """An optional library a feature needs is not installed; the message names the package and how to install it."""
+    """An optional dependency is not installed; the message names the package and the extra that installs it."""
+
+
+class PipelineError(FeatureStoreError):
+    """A SQL pipeline (a SQLMesh project) could not be loaded, planned or run, or a model's definition cannot
+    become a feature group; the message names the project, the model and the cause."""
+
+
+class PipelineLockedError(PipelineError, TimeoutError):
+    """Another process kept the SQLMesh project's database busy for longer than the configured wait."""

@@ -660,6 +660,11 @@ def _check_not_null(table: pa.Table, names: tuple[str, ...], role: str) -> None:
 def _as_string(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_string(column.type):
         return column
+    if pa.types.is_timestamp(column.type) and column.type.tz == "UTC":
+        # the same text pyarrow gives a UTC timestamp ("2013-01-01 05:00:00.000000Z"), ~6x faster: pyarrow formats
+        # zoned values through the time-zone database, value by value (5 s for 4M keys)
+        naive = column.cast(pa.timestamp(column.type.unit))
+        return pc.binary_join_element_wise(naive.cast(pa.string()), "Z", "")
     try:
         return column.cast(pa.string())
     except pa.ArrowNotImplementedError as exc:
@@ -754,8 +759,12 @@ def _partition_paths(table: pa.Table, config: HudiTableConfig) -> pa.ChunkedArra
 
 def _dedup(table: pa.Table, precombine: str | None) -> tuple[pa.Table, int]:
     """Keeps one row per (partition, key): the largest precombine value, then the last occurrence."""
+    # distinct keys make distinct (partition, key) pairs: the keys alone are checked first (4M composite keys: 1.1 s
+    # instead of 4.1 s for the longer joined strings), the pairs only when some key repeats
+    if len(pc.unique(table[KEY_COLUMN])) == table.num_rows:  # no nulls here; unique() is ~2x faster than count_distinct()
+        return table, 0
     combined = pc.binary_join_element_wise(table[PARTITION_COLUMN], table[KEY_COLUMN], "\x1f")
-    if len(pc.unique(combined)) == table.num_rows:  # no nulls here; unique() is ~2x faster than count_distinct()
+    if len(pc.unique(combined)) == table.num_rows:
         return table, 0
     sort_columns = {"k": combined, "row": pa.array(np.arange(table.num_rows))}
     order_by = [("k", "ascending")]
