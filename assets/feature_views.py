@@ -3,9 +3,10 @@ aircraft, and its route's delays over the previous week; label ``is_delayed``.""
 
 from __future__ import annotations
 
-from dagster import AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey
 
 from fs_dagster import FeatureStore
+from fs_dagster.feature_view_asset import build_feature_view_asset
 
 FLIGHT_DELAY_VIEW = "flight_delays"
 FLIGHT_DELAY_VERSION = 1
@@ -35,23 +36,13 @@ def register_flight_delay_view(store: FeatureStore):
     )
 
 
-@asset(
-    key=AssetKey([FLIGHT_DELAY_VIEW]),
-    deps=[AssetKey("flight_outcomes"), AssetKey("weather_hourly"), AssetKey("aircraft"),
-          AssetKey("route_delay_stats")],
-    group_name="feature_views",
-    kinds={"duckdb", "valkey"},
-    description="Feature view over the flight feature groups (registered in the feature store registry).",
-    required_resource_keys={"feature_store"},
+flight_delays = build_feature_view_asset(
+    FLIGHT_DELAY_VIEW,
+    FLIGHT_DELAY_VERSION,
+    get_view=register_flight_delay_view,
+    deps=[AssetKey("flight_outcomes"), AssetKey("weather_hourly"), AssetKey("aircraft"), AssetKey("route_delay_stats")],
+    owners=["team:ml-platform"],
+    tags=["domain=delay"],
+    description="Feature view over the flight feature groups (registered in the feature store registry): a flight's "
+    "schedule, its origin's weather at departure, its aircraft and its route's last week; label is_delayed.",
 )
-def flight_delays(context) -> MaterializeResult:  # no annotation: dagster inspects it
-    view = register_flight_delay_view(context.resources.feature_store.get_store())
-    return MaterializeResult(
-        metadata={
-            "fs_dagster/feature_view": f"{view.name} v{view.version}",
-            "features": MetadataValue.md(", ".join(view.feature_names)),
-            "labels": ", ".join(view.labels),
-            "serving_keys": ", ".join(view.serving_keys),
-            "transformations": MetadataValue.json(view.transformation_functions),
-        }
-    )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
-from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
+from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableRecord, TableSchema
 
 from fs_dagster.core.commit_windows import WindowFigures
 from fs_dagster.core.monitoring.statistics import summarize
@@ -77,8 +78,64 @@ def preview(data: pd.DataFrame, rows: int = 10) -> MetadataValue:
     return MetadataValue.md(markdown_table(data.head(rows).to_dict("records"), list(data.columns)))
 
 
+STATISTICS_COLUMNS = ("feature", "type", "count", "nulls", "mean", "std", "min", "max")
+_SHORT_TYPES = (("timestamp", "timestamp"), ("date", "date"), ("large_string", "string"))
+
+
 def statistics_table(summary: list[dict[str, Any]]) -> MetadataValue:
-    return MetadataValue.md(markdown_table(summary))
+    """``fs_dagster/statistics``: one row per feature (the same table for feature groups, their partitions and
+    training datasets), compact enough to fit the UI's metadata column: short type names, numbers to 4
+    significant digits, times to the minute, long text cut. Full statistics: ``fg.statistics()`` /
+    ``td.statistics``."""
+    records = [
+        TableRecord({
+            "feature": str(row.get("name")),
+            "type": _short_type(row.get("type")),
+            "count": _int_or_none(row.get("count")),
+            "nulls": _int_or_none(row.get("nulls")),
+            "mean": _short_value(row.get("mean")),
+            "std": _short_value(row.get("std")),
+            "min": _short_value(row.get("min"), row.get("type")),
+            "max": _short_value(row.get("max"), row.get("type")),
+        })
+        for row in summary
+    ]
+    schema = TableSchema(columns=[
+        TableColumn(name, "int" if name in ("count", "nulls") else "string") for name in STATISTICS_COLUMNS
+    ])
+    return MetadataValue.table(records=records, schema=schema)
+
+
+def _short_type(type_text: Any) -> str:
+    text = str(type_text or "")
+    for prefix, short in _SHORT_TYPES:
+        if text.startswith(prefix):
+            return short
+    return text
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _short_value(value: Any, type_text: Any = None) -> str | None:
+    """A statistic as short text: 4 significant digits, a time to the minute (its date alone at midnight)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and str(type_text or "").startswith("timestamp"):
+        try:
+            value = pd.Timestamp(value)  # statistics keep times as ISO text
+        except ValueError:
+            pass
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:.4g}"
+    if isinstance(value, (datetime, pd.Timestamp)):
+        moment = pd.Timestamp(value)
+        return moment.strftime("%Y-%m-%d") if moment == moment.normalize() else moment.strftime("%Y-%m-%d %H:%M")
+    text = str(value)
+    return text if len(text) <= 16 else text[:15] + "\u2026"
 
 
 def commit_metadata(
@@ -117,6 +174,9 @@ def commit_metadata(
         "dagster/table_name": f"{project}.{spec.table_name}",
         "fs_dagster/table_row_count" if per_partition else "dagster/row_count": row_count,
         "dagster/column_schema": column_schema(spec, schema),
+        # the definition as stored, every column with the type the table gives it
+        "fs_dagster/feature_group": MetadataValue.json(
+            spec.with_schema([(f.name, str(f.type)) for f in schema]).to_dict()),
     }
     return metadata
 
