@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "build_source_observation_sensor": "fs_dagster.source_observations",
     "SourceVersion": "fs_dagster.source_observations",
     "build_training_dataset_asset": "fs_dagster.training_dataset_asset",
+    "build_feature_view_asset": "fs_dagster.feature_view_asset",
+    "feature_group_dagster_type": "fs_dagster.dataframe_type",
+    "QualityRules": "fs_dagster.core.training.quality",
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
     "TrainingDataset": "fs_dagster.core.training.training_dataset",
@@ -109,3 +112,6 @@ if TYPE_CHECKING:  # static analysers see the eager names
         build_source_observation_sensor as build_source_observation_sensor,
     )
     from fs_dagster.translator import FeatureGroupTranslator as FeatureGroupTranslator
+    from fs_dagster.core.training.quality import QualityRules as QualityRules
+    from fs_dagster.dataframe_type import feature_group_dagster_type as feature_group_dagster_type
+    from fs_dagster.feature_view_asset import build_feature_view_asset as build_feature_view_asset
