@@ -78,40 +78,31 @@ def preview(data: pd.DataFrame, rows: int = 10) -> MetadataValue:
     return MetadataValue.md(markdown_table(data.head(rows).to_dict("records"), list(data.columns)))
 
 
-STATISTICS_COLUMNS = ("feature", "type", "count", "nulls", "mean", "std", "min", "max")
-_SHORT_TYPES = (("timestamp", "timestamp"), ("date", "date"), ("large_string", "string"))
+STATISTICS_COLUMNS = ("feature", "count", "nulls", "mean ± std", "range")
 
 
 def statistics_table(summary: list[dict[str, Any]]) -> MetadataValue:
     """``fs_dagster/statistics``: one row per feature (the same table for feature groups, their partitions and
-    training datasets), compact enough to fit the UI's metadata column: short type names, numbers to 4
-    significant digits, times to the minute, long text cut. Full statistics: ``fg.statistics()`` /
+    training datasets). Built to fit the UI's metadata column, which cuts what is wider: five columns (types are
+    in the column schema), numbers to 4 significant digits, times to the minute, long text cut, and the two wide
+    cells (``mean ± std``, ``range``: ``min – max``) wrap at their spaces. Full statistics: ``fg.statistics()`` /
     ``td.statistics``."""
-    records = [
-        TableRecord({
+    records = []
+    for row in summary:
+        type_text = row.get("type")
+        mean, std = _short_value(row.get("mean")), _short_value(row.get("std"))
+        low, high = _short_value(row.get("min"), type_text), _short_value(row.get("max"), type_text)
+        records.append(TableRecord({
             "feature": str(row.get("name")),
-            "type": _short_type(row.get("type")),
             "count": _int_or_none(row.get("count")),
             "nulls": _int_or_none(row.get("nulls")),
-            "mean": _short_value(row.get("mean")),
-            "std": _short_value(row.get("std")),
-            "min": _short_value(row.get("min"), row.get("type")),
-            "max": _short_value(row.get("max"), row.get("type")),
-        })
-        for row in summary
-    ]
+            "mean ± std": None if mean is None else f"{mean} ± {std}" if std is not None else mean,
+            "range": None if low is None and high is None else f"{low} – {high}",
+        }))
     schema = TableSchema(columns=[
         TableColumn(name, "int" if name in ("count", "nulls") else "string") for name in STATISTICS_COLUMNS
     ])
     return MetadataValue.table(records=records, schema=schema)
-
-
-def _short_type(type_text: Any) -> str:
-    text = str(type_text or "")
-    for prefix, short in _SHORT_TYPES:
-        if text.startswith(prefix):
-            return short
-    return text
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -148,6 +148,23 @@ def test_a_plain_asset_with_the_type_is_checked_before_the_io_manager_writes(res
     assert resources["feature_store"].get_store().get_feature_groups() == []
 
 
+def test_arrow_tables_are_checked_by_their_schema() -> None:
+    import pyarrow
+
+    frame_type = feature_group_dagster_type(SPEC, Readings)
+    good = pyarrow.Table.from_pandas(_frame(), preserve_index=False)
+    assert frame_type.check_frame(good).success
+    wrong = good.set_column(2, "value", pyarrow.array(["a", "b", "c"]))
+    assert frame_type.check_frame(wrong).description == (
+        "column 'value': string cannot be stored as double (the feature group's type)")
+    null_key = good.set_column(0, "sensor", pyarrow.array(["s0", None, "s2"]))
+    assert frame_type.check_frame(null_key).description == (
+        "column 'sensor': 1 null value(s) in primary-key column")
+    assert frame_type.check_frame(good.drop_columns(["count"])).description == "column 'count' is missing"
+    widened = good.set_column(2, "value", pyarrow.array([1, 2, 3]))  # integers go into a double column
+    assert frame_type.check_frame(widened).success
+
+
 def test_materialization_shows_the_stored_spec_and_a_statistics_table(resources) -> None:
     result = materialize([_asset(_frame(5))], resources=resources)
     md = result.get_asset_materialization_events()[0].materialization.metadata
@@ -157,9 +174,8 @@ def test_materialization_shows_the_stored_spec_and_a_statistics_table(resources)
     statistics = md["fs_dagster/statistics"].value
     assert tuple(c.name for c in statistics.schema.columns) == STATISTICS_COLUMNS
     rows = {r.data["feature"]: r.data for r in statistics.records}
-    assert rows["value"] == {"feature": "value", "type": "double", "count": 5, "nulls": 0, "mean": "2",
-                             "std": "1.581", "min": "0", "max": "4"}
-    assert rows["ts"]["type"] == "timestamp" and rows["ts"]["min"] == "2024-01-01"
+    assert rows["value"] == {"feature": "value", "count": 5, "nulls": 0, "mean ± std": "2 ± 1.581", "range": "0 – 4"}
+    assert rows["ts"]["range"] == "2024-01-01 – 2024-01-01" and rows["ts"]["mean ± std"] is None
 
 
 # --- views and training datasets: columns, lineage, quality check ---------------------------------------------------
