@@ -224,6 +224,9 @@ class FeatureGroupFrameType(DagsterType):
         """Checks a frame the asset computed (pandas through dagster-pandas; Arrow by its schema)."""
         if isinstance(data, pa.Table):
             return self._check_arrow(data)
+        if not isinstance(data, pd.DataFrame):
+            return TypeCheck(success=False, description=f"expected a pandas DataFrame or Arrow table, got "
+                             f"{type(data).__name__}")
         result = self.frame_type.type_check(None, data)  # type: ignore[arg-type]  # dagster-pandas ignores it
         if not result.success:
             return result

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import pyarrow as pa
 from dagster import (
     AssetKey,
     AutomationCondition,
@@ -195,6 +194,3 @@ def build_feature_view_asset(
 
     return _feature_view
 
-
-def arrow_types(schema: pa.Schema) -> dict[str, str]:
-    return {f.name: str(f.type) for f in schema}

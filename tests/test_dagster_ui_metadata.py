@@ -33,7 +33,6 @@ from fs_dagster.core.online.embedded import EmbeddedValkey
 from fs_dagster.core.training.quality import QualityRules, assess
 from fs_dagster.dataframe_type import feature_group_dagster_type
 from fs_dagster.feature_view_asset import build_feature_view_asset
-from fs_dagster.metadata import STATISTICS_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -172,7 +171,7 @@ def test_materialization_shows_the_stored_spec_and_a_statistics_table(resources)
     assert {f["name"]: f["type"] for f in stored["features"]} == {
         "sensor": "string", "ts": "timestamp[us, tz=UTC]", "value": "double", "count": "int64"}
     statistics = md["fs_dagster/statistics"].value
-    assert tuple(c.name for c in statistics.schema.columns) == STATISTICS_COLUMNS
+    assert [c.name for c in statistics.schema.columns] == ["feature", "count", "nulls", "mean ± std", "range"]
     rows = {r.data["feature"]: r.data for r in statistics.records}
     assert rows["value"] == {"feature": "value", "count": 5, "nulls": 0, "mean ± std": "2 ± 1.581", "range": "0 – 4"}
     assert rows["ts"]["range"] == "2024-01-01 – 2024-01-01" and rows["ts"]["mean ± std"] is None
@@ -207,10 +206,13 @@ def _view(store):
         "returns", 1, o.select(["amount", "returned"]).join(c.select(["spend"]), on=["customer"]), labels=["returned"])
 
 
-returns = build_feature_view_asset("returns", 1, get_view=_view, deps=["orders", "customers"], owners=["team:shop"])
-returns_training_data = build_training_dataset_asset(
-    "returns", 1, deps=["returns"], split=RandomSplit({"train": 0.75, "test": 0.25}, seed=4), get_view=_view,
-    owners=["team:shop"], tags=["domain=shop"])
+def _view_assets() -> list:
+    returns = build_feature_view_asset("returns", 1, get_view=_view, deps=["orders", "customers"],
+                                       owners=["team:shop"])
+    returns_training_data = build_training_dataset_asset(
+        "returns", 1, deps=["returns"], split=RandomSplit({"train": 0.75, "test": 0.25}, seed=4), get_view=_view,
+        owners=["team:shop"], tags=["domain=shop"])
+    return [returns, returns_training_data]
 
 
 def _lineage(md) -> dict[str, list[tuple[str, str]]]:
@@ -219,7 +221,7 @@ def _lineage(md) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_view_and_training_data_show_columns_lineage_and_a_quality_check(resources) -> None:
-    result = materialize([orders, customers, returns, returns_training_data], resources=resources)
+    result = materialize([orders, customers, *_view_assets()], resources=resources)
     events = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
 
     view_md = events["returns"]
