@@ -54,6 +54,9 @@ _EXPORTS: dict[str, str] = {
     "SmokeTest": "fs_dagster.deployment_asset",
     "build_inference_log_asset": "fs_dagster.inference_log_asset",
     "build_labelled_inference_log_asset": "fs_dagster.inference_log_asset",
+    "build_feature_view_asset": "fs_dagster.feature_view_asset",
+    "feature_group_dagster_type": "fs_dagster.dataframe_type",
+    "QualityRules": "fs_dagster.core.training.quality",
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
     "TrainingDataset": "fs_dagster.core.training.training_dataset",
@@ -133,3 +136,6 @@ if TYPE_CHECKING:  # static analysers see the eager names
     )
     from fs_dagster.model_asset import TrainedModel as TrainedModel, build_model_asset as build_model_asset
     from fs_dagster.training_dataset_asset import build_training_dataset_asset as build_training_dataset_asset
+    from fs_dagster.core.training.quality import QualityRules as QualityRules
+    from fs_dagster.dataframe_type import feature_group_dagster_type as feature_group_dagster_type
+    from fs_dagster.feature_view_asset import build_feature_view_asset as build_feature_view_asset

@@ -35,6 +35,8 @@ class FeatureGroupCommit:
     data_version: str  # what the asset's data version becomes (see ``commit_feature_group``); "" for an empty table
     result: CommitResult
     online_error: str | None = None  # the online store could not be updated (the offline commit stands)
+    # the Dagster type check of the frame, run before the write (see fs_dagster.dataframe_type)
+    type_check: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
