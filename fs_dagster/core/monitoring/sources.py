@@ -237,7 +237,7 @@ def labelled_predictions(store: FeatureStore, deployment: str, outcomes: pd.Data
         outcomes: a frame or feature group with the entity keys ``on`` and the ``label`` column.
         model_version: only predictions of this version (default: the version the deployment serves).
     """
-    from fs_dagster.core.serving.inference_log import _proba_column, join_outcomes
+    from fs_dagster.core.serving.inference_log import join_outcomes, proba_column
 
     mv = deployment_model(store, deployment, model_version)
     log = read_inference_log(store, deployment, start, end, model_name=mv.name, model_version=mv.version)
@@ -245,7 +245,7 @@ def labelled_predictions(store: FeatureStore, deployment: str, outcomes: pd.Data
                            how="inner")
     positive, _ = _positive(mv, positive)
     frame = pd.DataFrame({LABEL: joined["__outcome"].to_numpy(), PREDICTION: joined["prediction"].to_numpy()})
-    column = _proba_column(positive)
+    column = proba_column(positive)
     if column in joined.columns:
         frame[PROBABILITY] = joined[column].to_numpy(dtype="float64")
     return frame
