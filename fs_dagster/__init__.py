@@ -136,7 +136,10 @@ if TYPE_CHECKING:  # static analysers see the eager names
     )
     from fs_dagster.model_asset import TrainedModel as TrainedModel, build_model_asset as build_model_asset
     from fs_dagster.training_dataset_asset import build_training_dataset_asset as build_training_dataset_asset
-    from fs_dagster.core.monitoring.drift import DriftThresholds as DriftThresholds, FeatureDriftRule as FeatureDriftRule
+    from fs_dagster.core.monitoring.drift import (
+        DriftThresholds as DriftThresholds,
+        FeatureDriftRule as FeatureDriftRule,
+    )
     from fs_dagster.core.monitoring.feature_monitoring import FeatureMonitoringRule as FeatureMonitoringRule
     from fs_dagster.core.monitoring.quality import QualityRule as QualityRule
     from fs_dagster.drift_assets import (

@@ -381,7 +381,9 @@ def build_feature_group_drift_asset(
     elif partitions_def is not None:
         what = "each partition's window against " + (reference.describe() if reference else "the one before it")
     else:
-        what = f"{current.describe()} of data against {reference.describe() if reference else 'the same length before'}"  # type: ignore[union-attr]
+        assert current is not None
+        before = reference.describe() if reference else "the same length before"
+        what = f"{current.describe()} of data against {before}"
 
     @asset(
         key=asset_key,

@@ -55,7 +55,8 @@ HISTORY = 20  # recent executions read per check and tick (planned ones included
 
 def _check_keys(checks: Any) -> list[AssetCheckKey]:
     # (keys are tuples underneath: test for one key first)
-    single = isinstance(checks, (AssetCheckKey, AssetKey, AssetsDefinition, str)) or not isinstance(checks, (list, tuple))
+    single = isinstance(checks, (AssetCheckKey, AssetKey, AssetsDefinition, str)) or not isinstance(checks,
+                                                                                                  (list, tuple))
     items = [checks] if single else list(checks)
     keys: list[AssetCheckKey] = []
     for item in items:

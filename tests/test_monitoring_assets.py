@@ -227,8 +227,8 @@ def test_windows_partitions_and_nothing_to_compare(world) -> None:
     assert _values(world.latest("wet_api_hour").metadata)["drift/current_rows"] == 600
 
     # a daily partition reads the requests of its day (today's is open: end_offset=1)
-    daily = build_deployment_drift_asset("wet_api", key="wet_api_daily", sample=None,
-                                         partitions_def=DailyPartitionsDefinition(start_date="2020-01-01", end_offset=1))
+    days = DailyPartitionsDefinition(start_date="2020-01-01", end_offset=1)
+    daily = build_deployment_drift_asset("wet_api", key="wet_api_daily", sample=None, partitions_def=days)
     today = world.logged_from.strftime("%Y-%m-%d")
     world.run([daily], partition_key=today)
     md = _values(world.latest("wet_api_daily").metadata)
