@@ -20,8 +20,8 @@ ACCEPTED_BETA_APIS: dict[str, str] = {
     "backfill_policy": "time-partitioned feature groups run single-run backfills (one commit for a range)",
     "data_version": "a feature-group asset reports its Hudi commit as data version (Output(data_version=...))",
     "multi_observable_source_asset": "raw sources are observed, partitioned, with content-hash data versions",
-    "allow_nonexistent_upstream_partitions": "a month's route statistics read the month before, which the "
-    "first month lacks",
+    "allow_nonexistent_upstream_partitions": "a month's route statistics (and a drift "
+    "partition) read the month before, which the first month lacks",
     "PandasColumn": "feature-group frames are a dagster-pandas type (columns, types, non-null keys)",
     "create_dagster_pandas_dataframe_type": "feature-group frames are a dagster-pandas type",
 }
