@@ -31,8 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The bench folder goes last: bench/sqlmesh.py is named like the package it measures and must not shadow it
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
+sys.path.insert(0, str(_BENCH.parent))
 
 from common import Case, Table, best_of, interleaved, load_average, machine_info, rate  # noqa: E402
 

@@ -40,8 +40,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The bench folder goes last: bench/sqlmesh.py is named like the package it measures and must not shadow it
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
+sys.path.insert(0, str(_BENCH.parent))
 
 import libvalkey  # noqa: E402  (valkey-py's parser, for the replays' replies)
 from common import Case, Table, interleaved, load_average, machine_info, rate  # noqa: E402

@@ -44,8 +44,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The bench folder goes last: bench/sqlmesh.py is named like the package it measures and must not shadow it
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
+sys.path.insert(0, str(_BENCH.parent))
 
 from common import Table, load_average, machine_info  # noqa: E402
 

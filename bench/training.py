@@ -32,8 +32,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The bench folder goes last: bench/sqlmesh.py is named like the package it measures and must not shadow it
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
+sys.path.insert(0, str(_BENCH.parent))
 
 from common import Table, load_average, machine_info, rate  # noqa: E402
 
