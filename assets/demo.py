@@ -1,12 +1,12 @@
 """The reference project end to end, headless: ``scripts/demo`` runs this.
 
-It observes the raw sources, materializes every feature group through the real Dagster CLI (``dagster asset
-materialize``; the monthly ones as one single-run backfill over 2013) against a persistent Dagster instance, then
-the feature views, their training data, the departure-delay model (validated by blocking checks) and its
-deployment (a local seldon-core microservice, smoke-tested over HTTP). It prints the Hudi commits, row counts, a
-feature search, the model's metrics and lineage, predictions for real flights requested over HTTP, the inference
-log after a flush, the drift and quality reports of the deployment (Evidently pages under the store root) and
-what the monitoring loop does with them (the ``drift_retraining`` sensor's request, run through the CLI). Store
+It observes the raw sources, materializes every feature group (the SQLMesh pipelines' too) through the real Dagster
+CLI (``dagster asset materialize``; the monthly ones as one single-run backfill over 2013) against a persistent
+Dagster instance, then the feature views, their training data, the departure-delay model (validated by blocking
+checks) and its deployment (a local seldon-core microservice, smoke-tested over HTTP). It prints the Hudi commits,
+row counts, a feature search, the model's metrics and lineage, predictions for real flights requested over HTTP, the
+inference log after a flush, the drift and quality reports of the deployment (Evidently pages under the store root)
+and what the monitoring loop does with them (the ``drift_retraining`` sensor's request, run through the CLI). Store
 and instance live under ``.demo/`` (``--fresh`` clears it); the microservice is stopped at the end unless
 ``--keep-serving``.
 Afterwards ``dagster dev -w workspace.yaml`` with the same environment shows the runs, lineage and checks.
@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITION_RANGE = "2013-01-01...2014-01-01"
-MONTHLY_ASSETS = "weather_hourly,route_delay_stats,flight_outcomes"
+# the Python feature groups and the SQL pipelines' (SQLMesh runs the whole range once)
+MONTHLY_ASSETS = "weather_hourly,route_delay_stats,flight_outcomes,route_delays_hourly,carrier_delays_hourly"
 VIEWS_AND_MODEL = ("flight_delays,flight_delays_training_data,flight_delays_v2,flight_delays_v2_training_data,"
                    "departure_delay,flight_delay_api")
 # the flush, the outcomes joined, then the drift and quality reports on them, in one run (Evidently imported once)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fs-dagster demo: store {home / 'store'}, Dagster instance {home / 'dagster_home'}\n")
     _dagster(env, "definitions", "validate", "-m", "assets.definitions")
     _observe_sources()
-    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", "aircraft")
+    _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", "aircraft,flight_features/departures")
     _dagster(
         env, "asset", "materialize", "-m", "assets.definitions", "--select", MONTHLY_ASSETS,
         "--partition-range", args.partition_range,

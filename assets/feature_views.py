@@ -2,12 +2,13 @@
 the departure hour, its aircraft, and its route's delays over the previous week.
 
 - ``flight_delays`` v1: label ``is_delayed`` (arrived more than 15 minutes late, or cancelled).
-- ``flight_delays`` v2: the same features, label ``dep_delayed`` (departed 15+ minutes late, or cancelled): what
-  the reference model predicts. Views are immutable, so v1 stays as it was; new features (e.g. the SQLMesh feature
-  groups) go into a new version built the same way (see :func:`departure_delay_query`).
+- ``flight_delays`` v2: v1's features plus the SQL pipelines' hourly delay windows of the flight's route
+  (``route_*``, from ``route_delays_hourly``) and airline (``carrier_*``, from ``carrier_delays_hourly``) at the
+  scheduled departure hour; label ``dep_delayed`` (departed 15+ minutes late, or cancelled): what the reference
+  model predicts. Views are immutable, so v1 stays as it was; new features go into a new version.
 
 Online, both are served by entity: ``flight_id, origin, tailnum, dest, carrier`` (the flight's own row, its
-origin's latest weather, its aircraft, its route's latest statistics).
+origin's latest weather, its aircraft, its route's and airline's latest statistics).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ TRANSFORMATIONS = {"distance": "standard_scaler", "carrier": "label_encoder"}
 SCHEDULE_FEATURES = ["carrier", "distance", "sched_dep_hour", "day_of_week"]
 VIEW_DEPS = [AssetKey("flight_outcomes"), AssetKey("weather_hourly"), AssetKey("aircraft"),
              AssetKey("route_delay_stats")]
+SQL_WINDOW_FEATURES = ["departed_24h", "mean_dep_delay_24h", "pct_dep_delayed_24h", "departed_7d", "mean_dep_delay_7d",
+                       "pct_dep_delayed_7d"]
+DEPARTURE_DELAY_DEPS = [*VIEW_DEPS, AssetKey("route_delays_hourly"), AssetKey("carrier_delays_hourly")]
 
 
 def _flight_query(store: FeatureStore, label: str):
@@ -54,8 +58,15 @@ def register_flight_delay_view(store: FeatureStore):
 
 
 def departure_delay_query(store: FeatureStore):
-    """The query of v2: v1's features, label ``dep_delayed``."""
-    return _flight_query(store, DEPARTURE_DELAY_LABEL)
+    """The query of v2: v1's features, the route's and airline's hourly delay windows from the SQL pipelines (each
+    row counts only departures before its hour, matched on the scheduled departure hour), label ``dep_delayed``."""
+    routes = store.get_feature_group("route_delays_hourly")
+    carriers = store.get_feature_group("carrier_delays_hourly")
+    return (
+        _flight_query(store, DEPARTURE_DELAY_LABEL)
+        .join(routes.select(SQL_WINDOW_FEATURES), left_on=["origin", "dest", "time_hour"], prefix="route_")
+        .join(carriers.select(SQL_WINDOW_FEATURES), left_on=["carrier", "time_hour"], prefix="carrier_")
+    )
 
 
 def register_departure_delay_view(store: FeatureStore):
@@ -87,9 +98,9 @@ flight_delays_v2 = build_feature_view_asset(
     DEPARTURE_DELAY_VERSION,
     get_view=register_departure_delay_view,
     key=f"{FLIGHT_DELAY_VIEW}_v{DEPARTURE_DELAY_VERSION}",
-    deps=VIEW_DEPS,
+    deps=DEPARTURE_DELAY_DEPS,
     owners=["team:ml-platform"],
     tags=["domain=delay"],
-    description="Version 2 of the flight_delays view: the same features, label dep_delayed (departed 15+ minutes "
-    "late, or cancelled).",
+    description="Version 2 of the flight_delays view: v1's features plus the SQL pipelines' hourly delay windows of "
+    "the route and airline, label dep_delayed (departed 15+ minutes late, or cancelled).",
 )

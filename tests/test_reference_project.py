@@ -125,7 +125,8 @@ def test_reference_training_data_for_a_month_matches_serving(tmp_path, monkeypat
         with instance_for_test() as instance:
             assert materialize([groups[AssetKey("aircraft")]], resources=resources, instance=instance).success
             monthly = [groups[AssetKey(k)] for k in ("weather_hourly", "route_delay_stats", "flight_outcomes")]
-            assert materialize(monthly, resources=resources, instance=instance, partition_key="2013-02-01").success
+            assert materialize([*monthly, sql_groups], resources=resources, instance=instance,
+                               partition_key="2013-02-01").success
             later = [flight_delays, flight_delays_training_data]
             assert materialize(later, resources=resources, instance=instance).success
         fs = store.get_store()
@@ -151,7 +152,7 @@ def test_reference_training_data_for_a_month_matches_serving(tmp_path, monkeypat
         EmbeddedValkey(tmp_path / "store").stop()
 
 
-def test_reference_model_and_deployment_on_one_month(tmp_path) -> None:
+def test_reference_model_and_deployment_on_one_month(tmp_path, monkeypatch) -> None:
     """February 2013 through the reference graph with ``dagster.materialize``: feature groups, ``flight_delays`` v2,
     its training data, the departure-delay model (blocking checks) and ``flight_delay_api`` (smoke test over
     HTTP); real flights requested over HTTP land in the inference log and get their real departure delay."""
@@ -162,6 +163,7 @@ def test_reference_model_and_deployment_on_one_month(tmp_path) -> None:
 
     from assets.feature_groups import FEATURE_GROUP_ASSETS
     from assets.feature_views import flight_delays_v2
+    from assets.sqlmesh_features import SQLMESH_ASSETS
     from assets.models import (
         DEPLOYMENT,
         delay_predictions_labelled,
@@ -174,20 +176,25 @@ def test_reference_model_and_deployment_on_one_month(tmp_path) -> None:
     from fs_dagster.core.serving import processes
     from resources import RESOURCES
 
+    monkeypatch.setenv("FS_DAGSTER_ROOT", str(tmp_path / "store"))  # where the SQL pipelines keep their database
+    monkeypatch.delenv("FS_DAGSTER_SOURCE", raising=False)
     store = FeatureStoreResource(root=str(tmp_path / "store"), project="flights")
     resources = {**RESOURCES, "feature_store": store, "fs_io_manager": FeatureGroupIOManager(feature_store=store)}
     groups = {a.key: a for a in FEATURE_GROUP_ASSETS}
+    sql_groups = next(a for a in SQLMESH_ASSETS if AssetKey("route_delays_hourly") in a.keys)
     fs = store.get_store()
     pid = None
     try:
         with instance_for_test() as instance:
             assert materialize([groups[AssetKey("aircraft")]], resources=resources, instance=instance).success
             monthly = [groups[AssetKey(k)] for k in ("weather_hourly", "route_delay_stats", "flight_outcomes")]
-            assert materialize(monthly, resources=resources, instance=instance, partition_key="2013-02-01").success
+            assert materialize([*monthly, sql_groups], resources=resources, instance=instance,
+                               partition_key="2013-02-01").success
             model_graph = [flight_delays_v2, departure_delay_training_data, departure_delay_model, flight_delay_api]
             result = materialize(model_graph, resources=resources, instance=instance)
             checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-            assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test"}
+            assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test",
+                                   "training_data_quality"}
             assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
             slices = {r.data["slice"]: r.data for r in checks["min_quality_per_slice"].metadata["slice_scores"].records}
             assert set(slices) == {"EWR", "JFK", "LGA"} and all(s["judged"] for s in slices.values())
