@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "Feature": "fs_dagster.core.specs",
     "FeatureGroupSpec": "fs_dagster.core.specs",
     "FeatureStore": "fs_dagster.core.store",
+    "OnlineStoreConfig": "fs_dagster.core.online.online_store",
     "FeatureStoreFailure": "fs_dagster.errors",
     "FeatureGroupIOManager": "fs_dagster.io_manager",
     "FeatureGroupCommit": "fs_dagster.materialization",
@@ -127,6 +128,7 @@ if TYPE_CHECKING:  # static analysers see the eager names
     from fs_dagster.core.feature_group import FeatureGroup as FeatureGroup, TimeWindow as TimeWindow
     from fs_dagster.core.specs import Feature as Feature, FeatureGroupSpec as FeatureGroupSpec
     from fs_dagster.core.store import FeatureStore as FeatureStore
+    from fs_dagster.core.online.online_store import OnlineStoreConfig as OnlineStoreConfig
     from fs_dagster.errors import FeatureStoreFailure as FeatureStoreFailure
     from fs_dagster.io_manager import FeatureGroupIOManager as FeatureGroupIOManager
     from fs_dagster.materialization import FeatureGroupCommit as FeatureGroupCommit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, PrivateAttr
 
 from fs_dagster.core.online.online_store import OnlineStoreConfig
@@ -55,7 +55,36 @@ class FeatureStoreResource(ConfigurableResource):
     _store: Optional[FeatureStore] = PrivateAttr(default=None)
 
     def get_store(self) -> FeatureStore:
-        """The store this resource configures (cached for the life of the process)."""
+        """The :class:`FeatureStore` this resource configures (created on first use, then cached for the life of
+        the process).
+
+        In an asset it is ``feature_store.get_store()`` (or ``context.resources.feature_store.get_store()``);
+        outside Dagster (a script, a notebook, a serving process) the same call on the resource object of your
+        definitions gives the same store, its ``EnvVar`` fields read from the environment.
+
+        Examples:
+            .. code-block:: python
+
+                from dagster import EnvVar, asset
+                from fs_dagster import FeatureStoreResource
+
+                store = FeatureStoreResource(root=EnvVar("FS_DAGSTER_ROOT"), project="shop")
+
+                @asset(deps=["orders"])
+                def returned_share(feature_store: FeatureStoreResource) -> float:
+                    orders = feature_store.get_store().get_feature_group("orders").read()
+                    return float(orders["returned"].mean())
+
+                fs = store.get_store()  # in a notebook: the same FeatureStore
+                fs.get_feature_view("order_returns", 1).get_feature_vector({"order_id": 7, "customer_id": 3})
+
+        Raises:
+            dagster.DagsterInvalidConfigError: an ``EnvVar`` field's variable is not set (outside Dagster).
+        """
+        if self._store is None and _has_env_vars(self):
+            # Outside Dagster nothing has resolved the EnvVar fields yet: each still holds the variable's *name*
+            # ("FS_DAGSTER_ROOT"), which would silently become a relative root folder. Resolve them as Dagster does.
+            self._store = self.process_config_and_initialize().get_store()
         if self._store is None:
             self._store = FeatureStore(
                 root=self.root,
@@ -76,3 +105,8 @@ class FeatureStoreResource(ConfigurableResource):
                 ),
             )
         return self._store
+
+
+def _has_env_vars(resource: FeatureStoreResource) -> bool:
+    """Whether any field still holds an unresolved ``EnvVar`` (the resource was not initialized by Dagster)."""
+    return any(isinstance(getattr(resource, name), EnvVar) for name in type(resource).model_fields)

@@ -47,7 +47,13 @@ def _uniform(n: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RandomSplit:
-    """Rows go to each part with the given probabilities (fractions summing to 1), decided by ``seed``."""
+    """Rows go to each part with the given probabilities (fractions summing to 1), decided by ``seed``.
+
+    Args:
+        fractions: part name -> fraction in (0, 1], e.g. ``{"train": 0.8, "test": 0.2}``; they must sum to 1.
+        seed: an integer; the same seed puts the same rows (in the dataset's deterministic order) into the same
+            parts on every rebuild and platform.
+    """
 
     fractions: Mapping[str, float]
     seed: int = 0
@@ -88,7 +94,24 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
 @dataclass(frozen=True)
 class TimeSplit:
     """Rows go to the part whose half-open event-time range ``[start, end)`` holds their event time (None: open
-    end); rows in no range are left out. Ranges may not overlap."""
+    end); rows in no range are left out. Ranges may not overlap.
+
+    Args:
+        ranges: part name (lower case, e.g. ``"train"``) -> ``(start, end)``: ``datetime`` bounds (naive = UTC,
+            aware ones compared as instants) or ``None`` for an open end; ``start`` must be before ``end``. The
+            time compared is the training row's event time: the root feature group's (or the spine's) event time.
+
+    Raises:
+        InvalidDataError: no part, a bad name, a bound that is not a datetime, an empty or reversed range, or two
+            overlapping ranges (naming them).
+
+    Example:
+        .. code-block:: python
+
+            cut = datetime(2013, 10, 1, tzinfo=timezone.utc)
+            TimeSplit({"train": (None, cut), "test": (cut, None)})  # before October / from October on
+            TimeSplit({"train": (jan, jul), "validation": (jul, oct), "test": (oct, None)})
+    """
 
     ranges: Mapping[str, tuple[datetime | None, datetime | None]]
     _bounds: list[tuple[datetime | None, datetime | None]] = field(init=False, repr=False, compare=False)
