@@ -68,6 +68,8 @@ def train_departure_delay(td) -> TrainedModel:
                         description="HistGradientBoostingClassifier: departs 15+ minutes late or cancelled")
 
 
+OWNERS = ["team:ml-platform"]
+
 departure_delay_model = build_model_asset(
     MODEL_NAME,
     train_departure_delay,
@@ -75,6 +77,7 @@ departure_delay_model = build_model_asset(
     validation=VALIDATION,
     metrics=["accuracy", "log_loss", "average_precision"],
     code_version="1",
+    owners=OWNERS,
     automation_condition=AutomationCondition.eager(),  # retrain on new training data (when the sensor runs)
 )
 
@@ -83,11 +86,13 @@ flight_delay_api = build_deployment_asset(
     departure_delay_model,
     smoke_test=SmokeTest(rows=5),
     manifest=MANIFEST,
+    owners=OWNERS,
     # redeploy each new version that passed its blocking checks (when the automation sensor runs)
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
 )
 
-flight_delay_api_inference_log = build_inference_log_asset(DEPLOYMENT, deployment_asset=flight_delay_api)
+flight_delay_api_inference_log = build_inference_log_asset(DEPLOYMENT, deployment_asset=flight_delay_api,
+                                                           owners=OWNERS)
 
 delay_predictions_labelled = build_labelled_inference_log_asset(
     DEPLOYMENT,
@@ -96,6 +101,7 @@ delay_predictions_labelled = build_labelled_inference_log_asset(
     labels={"dep_delayed": "actual_dep_delayed", "dep_delay": "actual_dep_delay"},
     key="delay_predictions_labelled",
     inference_log_asset=flight_delay_api_inference_log,
+    owners=OWNERS,
 )
 
 MODEL_ASSETS = [departure_delay_model, flight_delay_api, flight_delay_api_inference_log, delay_predictions_labelled]

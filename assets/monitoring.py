@@ -19,7 +19,7 @@ in :mod:`sensors`).
 from __future__ import annotations
 
 from assets.feature_groups import FEATURE_GROUP_SPECS, weather_hourly
-from assets.models import DEPLOYMENT, delay_predictions_labelled, flight_delay_api_inference_log
+from assets.models import DEPLOYMENT, OWNERS, delay_predictions_labelled, flight_delay_api_inference_log
 from assets.partitions import MONTHLY
 from fs_dagster import (
     DriftThresholds,
@@ -38,14 +38,15 @@ DRIFT_THRESHOLDS = DriftThresholds(
 )
 
 flight_delay_api_drift = build_deployment_drift_asset(
-    DEPLOYMENT, inference_log_asset=flight_delay_api_inference_log, thresholds=DRIFT_THRESHOLDS,
+    DEPLOYMENT, inference_log_asset=flight_delay_api_inference_log, thresholds=DRIFT_THRESHOLDS, owners=OWNERS,
 )
 
 weather_hourly_drift = build_feature_group_drift_asset(
     weather_hourly, compare="windows", partitions_def=MONTHLY, thresholds=DriftThresholds(error_share=None),
+    owners=OWNERS,
 )
 
-flight_delay_api_quality = build_model_quality_asset(DEPLOYMENT, delay_predictions_labelled)
+flight_delay_api_quality = build_model_quality_asset(DEPLOYMENT, delay_predictions_labelled, owners=OWNERS)
 
 FEATURE_MONITORING_RULES = {
     "weather_hourly": [

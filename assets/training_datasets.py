@@ -44,4 +44,6 @@ departure_delay_training_data = build_training_dataset_asset(
     split=FLIGHT_DELAY_SPLIT,
     get_view=register_departure_delay_view,
     automation_condition=AutomationCondition.eager(),
+    owners=["team:ml-platform"],
+    tags=["domain=delay"],
 )

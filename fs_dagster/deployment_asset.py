@@ -51,6 +51,7 @@ from dagster import (
     multi_asset,
 )
 
+from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
 from fs_dagster.core.serving.client import PREDICT_PATH
 from fs_dagster.core.serving.smoke_test import SmokeReport, example_entities
@@ -102,6 +103,7 @@ def build_deployment_asset(
     description: str | None = None,
     automation_condition: AutomationCondition | None = None,
     owners: Sequence[str] = (),
+    code_version: str | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
     """An asset deploying the model version the ``model`` asset last materialized (see module doc).
@@ -119,6 +121,8 @@ def build_deployment_asset(
         key: asset key; default ``[<deployment>]``.
         automation_condition: e.g. ``AutomationCondition.eager() &
             AutomationCondition.all_deps_blocking_checks_passed()`` to redeploy validated new versions.
+        owners: e-mail addresses or ``team:`` names.
+        code_version: default: a hash of the deployment's settings (see :mod:`fs_dagster.code_versions`).
 
     Examples:
         .. code-block:: python
@@ -146,6 +150,9 @@ def build_deployment_asset(
         name=f"deploy_{deployment}",
         specs=[AssetSpec(
             asset_key, deps=[model_key], group_name=group_name, kinds={"seldon"}, owners=list(owners),
+            code_version=code_version or recipe_code_version(
+                "deployment", deployment=deployment, model=model_key.to_user_string(), smoke_test=smoke_test, start=start,
+                options=options, manifest=manifest),
             description=description or (f"Deployment {deployment}: seldon-core microservice serving the model "
                                         f"version {model_key.to_user_string()} last registered and validated."),
             metadata={METADATA_DEPLOYMENT: deployment}, automation_condition=automation_condition,

@@ -57,6 +57,7 @@ from dagster import (
 )
 
 from fs_dagster.beta_apis import accepting_beta
+from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.feature_group import TimeWindow
 from fs_dagster.core.monitoring import sources
@@ -168,6 +169,7 @@ def build_deployment_drift_asset(
     automation_condition: AutomationCondition | None = None,
     owners: Sequence[str] = (),
     tags: Mapping[str, str] | None = None,
+    code_version: str | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
     """A drift report asset of ``deployment``'s inputs: the training features of the model version it serves
@@ -219,6 +221,9 @@ def build_deployment_drift_asset(
         kinds={"evidently"},
         owners=list(owners),
         tags=dict(tags or {}),
+        code_version=code_version or recipe_code_version(
+            "drift", deployment=deployment, window=window, thresholds=thresholds, sample=sample, seed=seed,
+            columns=columns, split=split),
         description=description or (
             f"Drift of the inputs deployment {deployment} answered ({where}) against the training data of the "
             "model version it serves; Evidently report (HTML + JSON) under the store root."),
@@ -324,6 +329,7 @@ def build_feature_group_drift_asset(
     automation_condition: AutomationCondition | None = None,
     owners: Sequence[str] = (),
     tags: Mapping[str, str] | None = None,
+    code_version: str | None = None,
     translator: FeatureGroupTranslator | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
@@ -397,6 +403,9 @@ def build_feature_group_drift_asset(
         kinds={"evidently"},
         owners=list(owners),
         tags=dict(tags or {}),
+        code_version=code_version or recipe_code_version(
+            "drift", feature_group=group, version=group_version, compare=compare, current=current,
+            reference=reference, baseline=baseline, columns=columns, thresholds=thresholds, sample=sample, seed=seed),
         description=description or f"Drift of feature group {group}: {what}; Evidently report (HTML + JSON).",
         automation_condition=automation_condition,
         metadata={METADATA_FEATURE_GROUP: group},

@@ -39,6 +39,7 @@ from dagster import (
     asset,
 )
 
+from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.models.validation import Scores, metric_named
 from fs_dagster.core.serving.inference_log import (
@@ -69,6 +70,8 @@ def build_inference_log_asset(
     max_rows: int = 100_000,
     group_name: str = "monitoring",
     automation_condition: AutomationCondition | None = None,
+    owners: Sequence[str] = (),
+    code_version: str | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
     """An asset flushing the inference log of ``deployment`` into its feature group (see module doc).
@@ -78,6 +81,8 @@ def build_inference_log_asset(
         key: asset key; default ``[<deployment>_inference_log]`` (the feature group's name).
         max_rows: most rows per commit (a backlog is written in several commits).
         automation_condition: e.g. ``AutomationCondition.on_cron("*/5 * * * *")``.
+        owners: e-mail addresses or ``team:`` names.
+        code_version: default: a hash of the settings (see :mod:`fs_dagster.code_versions`).
 
     Examples:
         .. code-block:: python
@@ -94,6 +99,8 @@ def build_inference_log_asset(
         deps=[upstream],
         group_name=group_name,
         kinds={"hudi", "valkey"},
+        owners=list(owners),
+        code_version=code_version or recipe_code_version("inference-log", deployment=deployment, max_rows=max_rows),
         description=f"Requests answered by deployment {deployment} (entity keys, model input, predictions, model "
         f"version), flushed from its Valkey stream into feature group {log_group_name(deployment)}.",
         automation_condition=automation_condition,
@@ -143,6 +150,8 @@ def build_labelled_inference_log_asset(
     metrics: Sequence[str] = ("roc_auc", "accuracy"),
     group_name: str = "monitoring",
     automation_condition: AutomationCondition | None = None,
+    owners: Sequence[str] = (),
+    code_version: str | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
     """An asset joining the outcomes that arrived (labels) onto the inference log of ``deployment`` and upserting
@@ -159,6 +168,8 @@ def build_labelled_inference_log_asset(
             ``[<outcomes name>]``).
         metrics: live metrics of the served versions on the labelled rows (the first label against the logged
             prediction and class probabilities).
+        owners: e-mail addresses or ``team:`` names.
+        code_version: default: a hash of the join's settings (see :mod:`fs_dagster.code_versions`).
     """
     check_name("deployment", deployment)
     outcome_name, outcome_version = (outcomes, None) if isinstance(outcomes, str) else (outcomes[0], int(outcomes[1]))
@@ -176,6 +187,10 @@ def build_labelled_inference_log_asset(
         deps=[log_key, outcomes_key],
         group_name=group_name,
         kinds={"hudi"},
+        owners=list(owners),
+        code_version=code_version or recipe_code_version(
+            "labelled-log", deployment=deployment, outcomes=[outcome_name, outcome_version], on=list(on),
+            labels=rename, outcome_time=outcome_time, feature_group=group, metrics=list(metrics)),
         description=f"Inference log of deployment {deployment} with the outcomes of {outcome_name} joined on "
         f"{list(on)} as labels {list(rename.values())} (null until an outcome arrives); feature group {group}.",
         automation_condition=automation_condition,

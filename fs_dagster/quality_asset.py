@@ -40,6 +40,7 @@ from dagster import (
     asset,
 )
 
+from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
 from fs_dagster.core.monitoring import sources
 from fs_dagster.core.monitoring.quality import DEFAULT_QUALITY_RULES, QualityRule, compute_quality
@@ -93,6 +94,7 @@ def build_model_quality_asset(
     automation_condition: AutomationCondition | None = None,
     owners: Sequence[str] = (),
     tags: Mapping[str, str] | None = None,
+    code_version: str | None = None,
     resource_key: str = "feature_store",
 ) -> AssetsDefinition:
     """A model-quality report asset of the version ``deployment`` serves, with a ``model_quality`` check (see
@@ -139,6 +141,9 @@ def build_model_quality_asset(
         kinds={"evidently"},
         owners=list(owners),
         tags=dict(tags or {}),
+        code_version=code_version or recipe_code_version(
+            "quality", deployment=deployment, rules=list(rules), label=label, feature_group=feature_group,
+            window=window, holdout_split=holdout_split, positive=positive),
         description=description or (
             f"Quality of the model version deployment {deployment} serves on its labelled predictions ({where}) "
             f"against its training holdout; Evidently report (HTML + JSON) under the store root."),

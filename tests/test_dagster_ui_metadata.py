@@ -318,3 +318,32 @@ def test_the_reference_project_loads_and_runs_without_beta_warnings(tmp_path) ->
     finally:
         EmbeddedValkey(tmp_path / "store").stop()
     assert run.returncode == 0 and "no beta warnings" in run.stdout, run.stderr[-4000:]
+
+
+def test_builder_code_versions_follow_their_configuration_only() -> None:
+    """A monitoring or deployment asset's default code version names its configuration: the same settings give the
+    same version (in this process and another), a changed threshold or deployment setting another one."""
+    import subprocess
+    import sys
+
+    from fs_dagster import DriftThresholds, FeatureDriftRule, build_deployment_asset, build_deployment_drift_asset
+
+    def drift(threshold: float) -> str | None:
+        thresholds = DriftThresholds(features={"temp": FeatureDriftRule(threshold=threshold, severity="ERROR")})
+        [spec] = build_deployment_drift_asset("api", thresholds=thresholds).specs
+        return spec.code_version
+
+    def deployment(threads: int) -> str | None:
+        [spec] = build_deployment_asset("api", "model", threads=threads).specs
+        return spec.code_version
+
+    assert drift(0.5) == drift(0.5) and drift(0.5) != drift(0.6) and drift(0.5).startswith("drift-")
+    assert deployment(1) == deployment(1) != deployment(2)
+    [explicit] = build_deployment_asset("api", "model", code_version="7").specs
+    assert explicit.code_version == "7"
+    other_process = subprocess.run(
+        [sys.executable, "-c", "from fs_dagster import DriftThresholds, FeatureDriftRule, build_deployment_drift_asset;"
+         "t = DriftThresholds(features={'temp': FeatureDriftRule(threshold=0.5, severity='ERROR')});"
+         "print(next(iter(build_deployment_drift_asset('api', thresholds=t).specs)).code_version)"],
+        capture_output=True, text=True, check=True)
+    assert other_process.stdout.strip() == drift(0.5)

@@ -1,6 +1,7 @@
 MODEL (
   name flight_features.departures,
   kind VIEW,
+  owner 'team:ml-platform',
   description 'One row per scheduled flight: when it was scheduled to leave and, if it left, when it did (UTC).',
   audits (not_null(columns := (origin, dest, carrier, sched_dep_ts)))
 );
