@@ -5,8 +5,8 @@ in :mod:`sensors`).
 - ``flight_delay_api_drift``: the inputs the deployment answered since its current model version was deployed
   (the inference log, raw units) against that version's training split. A temperature shift of half a training
   standard deviation or more (normed Wasserstein distance >= 0.5: another season than the model knows) is an
-  ERROR, like half of the 15 features drifting; any other drifted feature warns. Measured: a model trained on
-  January-February and serving July and August flights drifts in 8 of 15 features, temperature at 4.9.
+  ERROR, like half of the 27 features drifting; any other drifted feature warns. Measured: a model trained on
+  January-February and serving July and August flights drifts in 18 of 27 features, temperature at 4.9.
 - ``weather_hourly_drift``: monthly, each month's weather against the month before (no model involved). The
   season moves the weather every month (August against July: 6 of 9 features), so drift here only warns: it
   informs, while the deployment's own drift is what retrains.
