@@ -748,3 +748,17 @@ def test_frames_with_non_ascii_keys_equal_the_lists(tmp_path) -> None:
         assert frame["score"].isna().sum() >= n // 10
     finally:
         EmbeddedValkey(fs.root).stop()
+
+
+def test_mget_pieces_take_packed_commands_or_keys(server) -> None:
+    """A standalone store takes a piece as its packed MGET (bytes) or as its keys; both read the same values."""
+    store = _store(server)
+    assert store.packs_reads
+    layout = _layout(SCHEMA, event_time="ts")
+    rows = [(f"k{i}" * (1 + i % 3), i, i * 10) for i in range(50)]
+    assert store.write(layout, _table(rows), "20240101000000000") == 50
+    names = [name for name, _, _ in rows] + ["absent"]
+    keys = layout.keys_for([names])
+    packed = pipeline.packed_mget_of_texts(layout.prefix, layout.key_texts([names]), "\x1f")
+    got = store.mget_pieces([lambda: packed, lambda: keys, lambda: packed], lambda i, raw: raw)
+    assert got == [store.mget(keys)] * 3 and got[0][-1] is None and None not in got[0][:-1]
