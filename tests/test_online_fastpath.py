@@ -687,3 +687,78 @@ def test_numpy_decoder_equals_messagepack(ints, floats, texts, flags, data) -> N
         expected = stored_values_array(list(rows[index]), layout.value_types[index])
         assert columns[index].type == expected.type
         assert all(_same(a, b) for a, b in zip(columns[index].to_pylist(), expected.to_pylist()))
+
+
+def _key_schema() -> pa.Schema:
+    return pa.schema([("name", pa.string()), ("n", pa.int64()), ("at", TS), ("v", pa.float64())])
+
+
+@pytest.mark.parametrize("keys", [("name",), ("n",), ("name", "n"), ("n", "name", "at")])
+def test_mget_packed_from_key_texts_is_the_mget_of_the_keys(keys) -> None:
+    """The MGET packed in one join from the key texts is byte for byte the MGET of :meth:`keys_for`'s keys (keys
+    of mixed lengths, empty strings, ints of every size, timestamps; single and composite keys)."""
+    layout = _layout(_key_schema(), keys=keys, event_time=None, prefix="fs:")
+    values = {
+        "name": ["", "a", "N183JB", "B6-1085-JFK", "x" * 300, "a", "", "with space", "tab\t", "N1"],
+        "n": [0, -1, 7, 2**63 - 1, -(2**63), 12, 0, 10**12, 5, 99],
+        "at": [T + timedelta(microseconds=i * 10**9 + i) for i in range(10)],
+    }
+    columns = [values[k] for k in keys]
+    packed = pipeline.packed_mget_of_texts(layout.prefix, layout.key_texts(columns), "\x1f")
+    assert packed == pipeline._packed_mget(layout.keys_for(columns))
+
+
+@settings(max_examples=300 if os.environ.get("FS_DAGSTER_LONG_TESTS") == "1" else 60, deadline=None)
+@given(names=st.lists(st.text(max_size=20), min_size=1, max_size=40), data=st.data())
+def test_mget_packed_from_random_key_texts(names, data) -> None:
+    """Random str (and composite str + int) keys: the same bytes as the MGET of the keys, or None (not ASCII: the
+    caller then packs the keys)."""
+    ints = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=len(names), max_size=len(names)))
+    for keys, columns in ((("name",), [names]), (("name", "n"), [names, ints])):
+        layout = _layout(_key_schema(), keys=keys, event_time=None)
+        packed = pipeline.packed_mget_of_texts(layout.prefix, layout.key_texts(columns), "\x1f")
+        expected = pipeline._packed_mget(layout.keys_for(columns))
+        assert packed == expected if all(name.isascii() for name in names) else packed is None
+
+
+def test_frames_with_non_ascii_keys_equal_the_lists(tmp_path) -> None:
+    """A batch whose string keys are partly not ASCII (their MGET is packed from the keys), of mixed lengths, with
+    missing entities: the frames hold what the lists hold, in both groups."""
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        n = 150
+        names = [("é" if i % 2 else "n") * (1 + i % 4) + str(i) for i in range(n)]
+        ascii_names = [f"k{i}" * (1 + i % 3) for i in range(n)]
+        people = fs.get_or_create_feature_group("people", primary_key=["name"], online_enabled=True)
+        people.insert(pd.DataFrame({"name": names, "code": ascii_names, "age": [i % 90 for i in range(n)],
+                                    "city": [["Zürich", "", None, "Oslo"][i % 4] for i in range(n)]}))
+        codes = fs.get_or_create_feature_group("codes", primary_key=["code"], online_enabled=True)
+        kept = [c for i, c in enumerate(ascii_names) if i % 10]
+        codes.insert(pd.DataFrame({"code": kept, "score": [float("nan") if i % 7 == 0 else i / 3
+                                                          for i in range(len(kept))]}))
+        view = fs.get_or_create_feature_view("people_codes", 1, people.select_all().join(codes.select_all(),
+                                                                                         on=["code"]))
+        entries = [{"name": name, "code": code} for name, code in zip(names, ascii_names)]
+        _assert_frames_match_lists(view, entries, allow_missing=True)
+        ascii_entries = [e for e in entries if e["name"].isascii()]
+        assert len(ascii_entries) >= 64  # (this batch's first group is packed from the texts)
+        _assert_frames_match_lists(view, ascii_entries, allow_missing=True)
+        frame = view.get_feature_vectors(entries, allow_missing=True, return_type="pandas")
+        assert frame["city"].tolist()[:4] == ["Zürich", "", None, "Oslo"]
+        assert frame["score"].isna().sum() >= n // 10
+    finally:
+        EmbeddedValkey(fs.root).stop()
+
+
+def test_mget_pieces_take_packed_commands_or_keys(server) -> None:
+    """A standalone store takes a piece as its packed MGET (bytes) or as its keys; both read the same values."""
+    store = _store(server)
+    assert store.packs_reads
+    layout = _layout(SCHEMA, event_time="ts")
+    rows = [(f"k{i}" * (1 + i % 3), i, i * 10) for i in range(50)]
+    assert store.write(layout, _table(rows), "20240101000000000") == 50
+    names = [name for name, _, _ in rows] + ["absent"]
+    keys = layout.keys_for([names])
+    packed = pipeline.packed_mget_of_texts(layout.prefix, layout.key_texts([names]), "\x1f")
+    got = store.mget_pieces([lambda: packed, lambda: keys, lambda: packed], lambda i, raw: raw)
+    assert got == [store.mget(keys)] * 3 and got[0][-1] is None and None not in got[0][:-1]

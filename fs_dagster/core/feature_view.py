@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
-from fs_dagster.core.online.codec import decode_present, decode_vectors
+from fs_dagster.core.online.codec import KEY_SEPARATOR, decode_present, decode_vectors
 from fs_dagster.core.online.columns import (
     decode_columns,
     missing_value,
@@ -39,6 +39,7 @@ from fs_dagster.core.online.columns import (
     stored_values_array,
     to_pandas,
 )
+from fs_dagster.core.online.pipeline import packed_mget_of_texts
 from fs_dagster.core.online.sync import online_layout
 from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.transformations import FittedTransformations, resolve
@@ -527,9 +528,11 @@ class FeatureView:
         if n >= _PIECES_MIN_ENTRIES:
             pieces = [(g, a, b) for a, b in bounds for g in groups]
 
-            def keys_of(g: int, a: int, b: int) -> Callable[[], list[bytes]]:
-                def build() -> list[bytes]:
-                    keys = plan.group_keys(g, entries[a:b])
+            packed = self._store.online_store.packs_reads
+
+            def keys_of(g: int, a: int, b: int) -> Callable[[], list[bytes] | bytes]:
+                def build() -> list[bytes] | bytes:
+                    keys = plan.group_mget(g, entries[a:b]) if packed else plan.group_keys(g, entries[a:b])
                     if keys is None:
                         raise _MissingServingKey()
                     return keys
@@ -824,6 +827,18 @@ class _ServingPlan:
         except (KeyError, TypeError, IndexError):
             return None
         return self.layouts[g].keys_for(columns)
+
+    def group_mget(self, g: int, entries: list[Any]) -> bytes | list[bytes] | None:
+        """Group ``g``'s MGET of ``entries`` packed as RESP (:func:`pipeline.packed_mget_of_texts`; its keys if
+        they are not all ASCII), or None: an entry lacks a serving key."""
+        try:
+            columns = [list(map(itemgetter(k), entries)) for k in self.key_columns[g]]
+        except (KeyError, TypeError, IndexError):
+            return None
+        layout = self.layouts[g]
+        texts = layout.key_texts(columns)
+        packed = packed_mget_of_texts(layout.prefix, texts, KEY_SEPARATOR) if entries else None
+        return packed if packed is not None else layout.keys_for(columns)
 
     def group_columns(self, g: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
         """Group ``g``'s wanted stored values of a batch as typed arrays (by value column index; nulls where a

@@ -191,15 +191,20 @@ class OnlineLayout:
     def keys_for(self, columns: Sequence[Sequence[Any]]) -> list[bytes]:
         """Keys of many entities given column-wise (one sequence per key column): :meth:`key_for` of each, with
         the type dispatch done once per column (and a timestamp's text once per distinct value)."""
-        if len(columns) != len(self.key_columns):
-            raise InvalidDataError(f"expected values for {list(self.key_columns)}, got {len(columns)} column(s)")
-        texts = [_key_texts(col, t, c) for col, t, c in zip(columns, self.key_types, self.key_columns)]
+        texts = self.key_texts(columns)
         prefix = self.prefix
         if len(texts) == 1:
             return [(prefix + text).encode() for text in texts[0]]
         if len(texts) == 2:  # the common composite key: one format call per key instead of a join
             return [f"{prefix}{a}\x1f{b}".encode() for a, b in zip(*texts)]
         return [(prefix + KEY_SEPARATOR.join(parts)).encode() for parts in zip(*texts)]
+
+    def key_texts(self, columns: Sequence[Sequence[Any]]) -> list[list[str]]:
+        """Per key column, the key text of each entity's value (a key is :attr:`prefix` + these texts joined by
+        :data:`KEY_SEPARATOR`, encoded as UTF-8); raises InvalidDataError as :meth:`key_for` does."""
+        if len(columns) != len(self.key_columns):
+            raise InvalidDataError(f"expected values for {list(self.key_columns)}, got {len(columns)} column(s)")
+        return [_key_texts(col, t, c) for col, t, c in zip(columns, self.key_types, self.key_columns)]
 
     def value_converters(self) -> list[Any]:
         """Per value column: the function that turns its decoded value into the Python type, or None."""
@@ -345,6 +350,8 @@ def _key_texts(values: Sequence[Any], arrow_type: pa.DataType, column: str) -> l
             return values if isinstance(values, list) else list(values)
         return [v if type(v) is str else _scalar_key_text(v, arrow_type, column) for v in values]
     if pa.types.is_integer(arrow_type):
+        if set(map(type, values)) <= {int}:  # (C loops)
+            return list(map(str, values))
         return [str(v) if type(v) is int else _scalar_key_text(v, arrow_type, column) for v in values]
     if pa.types.is_timestamp(arrow_type):
         memo: dict[datetime, str] = {}

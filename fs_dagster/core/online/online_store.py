@@ -431,7 +431,13 @@ class OnlineStore:
 
         return self._call("read", self._on_connection, pipeline.mget, keys)
 
-    def mget_pieces(self, pieces: Sequence[Callable[[], Sequence[bytes]]],
+    @property
+    def packs_reads(self) -> bool:
+        """Whether :meth:`mget_pieces` takes pieces as packed MGET commands (bytes; see
+        :func:`pipeline.packed_mget_of_texts`): a standalone server (in cluster mode a piece must be its keys)."""
+        return not self.config.cluster
+
+    def mget_pieces(self, pieces: Sequence[Callable[[], Sequence[bytes] | bytes]],
                     handle: Callable[[int, list[bytes | None]], Any]) -> list[Any]:
         """``handle(i, values of piece i's keys)`` for every piece, pieces pipelined in one round trip: each piece's
         keys are built (``pieces[i]()``) while the server looks up the previous one, and each piece is handled while

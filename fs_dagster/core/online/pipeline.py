@@ -410,15 +410,40 @@ def mget(connection: Any, keys: Sequence[bytes]) -> list[bytes | None]:
     return connection.read_response(disable_decoding=True)
 
 
-def mget_pieces(connection: Any, pieces: Sequence[Callable[[], Sequence[bytes]]],
+def mget_pieces(connection: Any, pieces: Sequence[Callable[[], Sequence[bytes] | bytes]],
                 handle: Callable[[int, list[bytes | None]], Any]) -> list[Any]:
-    """One MGET per piece, pipelined: piece ``i + 1``'s keys are built while the server looks up piece ``i``, and
-    ``handle(i, values)`` of a piece runs while the server answers the later ones. Returns the handles' results.
+    """One MGET per piece (its keys, or the command already packed: bytes), pipelined: piece ``i + 1``'s keys are
+    built while the server looks up piece ``i``, and ``handle(i, values)`` of a piece runs while the server answers the later ones. Returns the handles' results.
     (Any exception leaves replies unread: the caller drops the connection, as :meth:`OnlineStore._on_connection`
     does.)"""
     for piece in pieces:
-        connection.send_packed_command([_packed_mget(piece())], check_health=False)
+        keys = piece()
+        connection.send_packed_command([keys if isinstance(keys, bytes) else _packed_mget(keys)], check_health=False)
     return [handle(i, connection.read_response(disable_decoding=True)) for i in range(len(pieces))]
+
+
+def packed_mget_of_texts(prefix: str, texts: Sequence[Sequence[str]], separator: str) -> bytes | None:
+    """MGET of the keys ``prefix + separator.join(texts of one entity)`` (``texts``: one list per key column) as
+    RESP, packed as one str join and one encode: no bytes object per key (what :meth:`OnlineLayout.keys_for`
+    followed by :func:`_packed_mget` makes, ~3x faster for 1,000 keys). None if the text is not all ASCII (a bulk
+    length counts bytes: the caller then takes that route)."""
+    n = len(texts[0])
+    k = len(texts)
+    if k == 1:
+        lengths = list(map(len, texts[0]))
+    else:
+        lengths = [sum(sizes) + k - 1 for sizes in zip(*[map(len, column) for column in texts])]
+    base = len(prefix)
+    heads = {size: f"${base + size}\r\n{prefix}" for size in set(lengths)}
+    step = 2 * k + 1  # per key: head (with the prefix), text, [separator, text]..., CRLF
+    parts = ["\r\n"] * (step * n)
+    parts[0::step] = list(map(heads.__getitem__, lengths))
+    for j, column in enumerate(texts):
+        parts[1 + 2 * j :: step] = column
+        if j:
+            parts[2 * j :: step] = [separator] * n
+    payload = f"*{n + 1}\r\n$4\r\nMGET\r\n" + "".join(parts)
+    return payload.encode() if payload.isascii() else None
 
 
 def _packed_mget(keys: Sequence[bytes]) -> bytes:
