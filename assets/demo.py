@@ -4,9 +4,11 @@ It observes the raw sources, materializes every feature group through the real D
 materialize``; the monthly ones as one single-run backfill over 2013) against a persistent Dagster instance, then
 the feature views, their training data, the departure-delay model (validated by blocking checks) and its
 deployment (a local seldon-core microservice, smoke-tested over HTTP). It prints the Hudi commits, row counts, a
-feature search, the model's metrics and lineage, predictions for real flights requested over HTTP, and the
-inference log after a flush. Store and instance live under ``.demo/`` (``--fresh`` clears it); the microservice
-is stopped at the end unless ``--keep-serving``.
+feature search, the model's metrics and lineage, predictions for real flights requested over HTTP, the inference
+log after a flush, the drift and quality reports of the deployment (Evidently pages under the store root) and
+what the monitoring loop does with them (the ``drift_retraining`` sensor's request, run through the CLI). Store
+and instance live under ``.demo/`` (``--fresh`` clears it); the microservice is stopped at the end unless
+``--keep-serving``.
 Afterwards ``dagster dev -w workspace.yaml`` with the same environment shows the runs, lineage and checks.
 """
 
@@ -25,20 +27,24 @@ PARTITION_RANGE = "2013-01-01...2014-01-01"
 MONTHLY_ASSETS = "weather_hourly,route_delay_stats,flight_outcomes"
 VIEWS_AND_MODEL = ("flight_delays,flight_delays_training_data,flight_delays_v2,flight_delays_v2_training_data,"
                    "departure_delay,flight_delay_api")
-INFERENCE_LOG_ASSETS = "flight_delay_api_inference_log,delay_predictions_labelled"
+# the flush, the outcomes joined, then the drift and quality reports on them, in one run (Evidently imported once)
+INFERENCE_LOG_ASSETS = ("flight_delay_api_inference_log,delay_predictions_labelled,flight_delay_api_drift,"
+                        "flight_delay_api_quality")
 # one process for these runs: a subprocess per step costs ~10 s of imports each on a busy 2-core machine
 IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
 
 
-def _dagster(env: dict[str, str], *args: str) -> None:
+def _dagster(env: dict[str, str], *args: str, may_fail: bool = False) -> bool:
+    """Runs the dagster CLI; a failure stops the demo unless ``may_fail`` (then False is returned)."""
     command = [sys.executable, "-m", "dagster", *args]
     print("$ dagster " + " ".join(args), flush=True)
     started = time.monotonic()
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not may_fail:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
         raise SystemExit(f"dagster {' '.join(args)} failed (exit {proc.returncode})")
-    print(f"  done in {time.monotonic() - started:.1f}s", flush=True)
+    print(f"  {'done' if proc.returncode == 0 else 'failed'} in {time.monotonic() - started:.1f}s", flush=True)
+    return proc.returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and home.exists():
         shutil.rmtree(home)
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    (home / "dagster_home" / "dagster.yaml").touch()  # the default instance, said so (no warning at every load)
     env = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home"), "FS_DAGSTER_ROOT": str(home / "store")}
     os.environ.update(env)
 
@@ -73,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         _report()
         _model_report()
         _predict_real_flights()
+        _serve_last_week()
         _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", INFERENCE_LOG_ASSETS,
                  "--config-json", IN_PROCESS)
         _inference_log_report()
+        _monitoring_report()
+        _monitoring_loop(env)
     finally:
         _stop_serving(home, keep=args.keep_serving)
     print(f"\nExplore it in the UI: DAGSTER_HOME={home / 'dagster_home'} FS_DAGSTER_ROOT={home / 'store'} "
@@ -251,6 +261,26 @@ def _predict_real_flights() -> None:
     print(f"  20 single-flight requests: median {timings[10]:.1f} ms, slowest {timings[-1]:.1f} ms")
 
 
+def _serve_last_week() -> None:
+    """300 flights of the last week of 2013 requested over HTTP (3 requests of 100), as live traffic would be: what
+    the drift report compares with the training data."""
+    from assets.models import DEPLOYMENT
+    from resources import RESOURCES
+
+    store = RESOURCES["feature_store"].get_store()
+    dep = store.get_deployment(DEPLOYMENT)
+    flights = store.get_feature_group("flight_outcomes").read(
+        columns=["flight_id", "origin", "tailnum", "dest", "carrier"],
+        where="sched_dep_ts >= TIMESTAMPTZ '2013-12-24 00:00:00+00' AND tailnum IS NOT NULL",
+    ).sample(300, random_state=0)
+    entities = flights.to_dict("records")
+    started = time.perf_counter()
+    for i in range(0, len(entities), 100):
+        dep.predict(entities[i:i + 100], allow_missing=True)
+    print(f"\n{len(entities)} flights of 2013-12-24..31 requested from {DEPLOYMENT} in 3 requests "
+          f"({time.perf_counter() - started:.2f} s)")
+
+
 def _inference_log_report() -> None:
     from assets.models import DEPLOYMENT
     from resources import RESOURCES
@@ -264,6 +294,82 @@ def _inference_log_report() -> None:
     print(f"\ninference log {log.name}: {log.count()} rows (every answered entity, smoke tests included) in "
           f"{len(log.commit_details())} commit(s); delay_predictions_labelled: {len(known)} of {len(labelled)} rows "
           f"have their real outcome, accuracy {accuracy:.3f}")
+
+
+def _monitoring_report() -> None:
+    """The drift and quality reports the last run wrote, with their checks' verdicts."""
+    from dagster import AssetKey, DagsterInstance
+
+    def metadata(instance, key: str) -> dict:
+        event = instance.get_latest_materialization_event(AssetKey(key))
+        return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+    with DagsterInstance.get() as instance:
+        drift, quality = metadata(instance, "flight_delay_api_drift"), metadata(instance, "flight_delay_api_quality")
+    print(f"\ndrift of flight_delay_api's inputs ({drift.get('drift/window')}, {drift.get('fs_dagster/model')}): "
+          f"{drift.get('drift/verdict', 'nothing compared')}")
+    if "drift/verdict" in drift:
+        scores = sorted(((k.removeprefix("drift/score/"), v) for k, v in drift.items() if k.startswith("drift/score/")),
+                        key=lambda kv: -kv[1])
+        print(f"  {drift['drift/drifted_count']} of {drift['drift/features']} features drifted: "
+              f"{drift['drift/drifted_features'] or 'none'}")
+        sampled = drift["drift/reference_rows_compared"] < drift["drift/reference_rows"]
+        print(f"  rows compared: training {drift['drift/reference_rows_compared']:,} of "
+              f"{drift['drift/reference_rows']:,}{' (a uniform sample)' if sampled else ''}, served "
+              f"{drift['drift/current_rows']:,}")
+        print("  strongest: " + ", ".join(f"{name} {score:.2f}" for name, score in scores[:4]))
+        print(f"  report: {drift['drift/report']}")
+    if "quality/verdict" in quality:
+        print(f"quality on {quality['quality/current_rows']} labelled predictions: {quality['quality/verdict']} "
+              f"(ROC AUC {quality.get('quality/current/roc_auc', float('nan')):.3f} vs "
+              f"{quality.get('quality/reference/roc_auc', float('nan')):.3f} on the holdout, accuracy "
+              f"{quality['quality/current/accuracy']:.3f} vs {quality['quality/reference/accuracy']:.3f}); "
+              f"report: {quality['quality/report']}")
+
+
+def _monitoring_loop(env: dict[str, str]) -> None:
+    """One tick of the ``drift_retraining`` sensor on the demo's instance and, if it asks, its run through the CLI:
+    training data, model (blocking validation) and deployment. The demo's model already knows all of 2013, so a
+    retraining finds no new data: the same dataset and, training being deterministic, the same model version."""
+    import logging
+    import warnings
+
+    from dagster import AssetKey, DagsterInstance, build_sensor_context
+
+    with warnings.catch_warnings():  # (beta parameters of the project's definitions, said once by the CLI runs)
+        warnings.simplefilter("ignore")
+        from assets.definitions import defs
+        from assets.models import DEPLOYMENT, departure_delay_model
+        from sensors import drift_retraining
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # (the sensor's log line: printed below, shorter)
+    with DagsterInstance.get() as instance:
+        tick = drift_retraining.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+    if not tick.run_requests:
+        print(f"\nmonitoring loop: {tick.skip_message} (the drift_retraining sensor asks for nothing)")
+        return
+    [request] = tick.run_requests
+    selection = ",".join(k.to_user_string() for k in request.asset_selection)
+    print(f"\nmonitoring loop: the drift ERROR makes drift_retraining request a run of {selection}")
+    passed = _dagster(env, "asset", "materialize", "-m", "assets.definitions", "--select", selection,
+                      "--config-json", IN_PROCESS, may_fail=True)
+    with DagsterInstance.get() as instance:
+        def metadata(key) -> dict:
+            event = instance.get_latest_materialization_event(key)
+            return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+        td, model, api = (metadata(AssetKey(k)) for k in ("flight_delays_v2_training_data", "departure_delay",
+                                                          DEPLOYMENT))
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            sorted(departure_delay_model.check_keys, key=lambda k: k.name))
+    verdicts = ", ".join(f"{k.name} {'passed' if r.event.asset_check_evaluation.passed else 'FAILED'}"
+                         for k, r in sorted(checks.items(), key=lambda kv: kv[0].name)
+                         if r.event is not None and r.event.asset_check_evaluation is not None)
+    same = "the same version: identical artifact" if model["fs_dagster/reused_version"] else "a new version"
+    print(f"  training dataset {td['fs_dagster/training_dataset']} ({td['dagster/row_count']:,} rows); model "
+          f"{model['fs_dagster/model']} ({same}); validation: {verdicts}")
+    print(f"  {DEPLOYMENT}: {api['fs_dagster/action']}, serving {api['fs_dagster/model']}"
+          + ("" if passed else " (the retraining run failed: nothing redeployed)"))
 
 
 def _stop_serving(home: Path, keep: bool) -> None:

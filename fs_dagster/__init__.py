@@ -2,7 +2,8 @@
 
 Plain-Python core (``fs_dagster.core``: Hudi offline store, registry, statistics, models, serving) under a thin
 Dagster layer (resources, IO manager, ``@feature_group_asset``, translator, pandera checks, training-dataset, model,
-deployment and inference-log assets).
+deployment and inference-log assets; drift and model-quality report assets, feature-monitoring checks, the drift
+retraining sensor).
 
 Names are imported lazily: ``import fs_dagster.core...`` (e.g. in a serving process or a registry worker) does not
 pay for importing Dagster; ``from fs_dagster import feature_group_asset`` does.
@@ -54,6 +55,19 @@ _EXPORTS: dict[str, str] = {
     "SmokeTest": "fs_dagster.deployment_asset",
     "build_inference_log_asset": "fs_dagster.inference_log_asset",
     "build_labelled_inference_log_asset": "fs_dagster.inference_log_asset",
+    "build_feature_view_asset": "fs_dagster.feature_view_asset",
+    "feature_group_dagster_type": "fs_dagster.dataframe_type",
+    "QualityRules": "fs_dagster.core.training.quality",
+    "build_deployment_drift_asset": "fs_dagster.drift_assets",
+    "build_feature_group_drift_asset": "fs_dagster.drift_assets",
+    "build_model_quality_asset": "fs_dagster.quality_asset",
+    "build_feature_monitoring_checks": "fs_dagster.feature_monitoring_checks",
+    "build_drift_retraining_sensor": "fs_dagster.retraining_sensor",
+    "MonitoringWindow": "fs_dagster.monitoring_windows",
+    "DriftThresholds": "fs_dagster.core.monitoring.drift",
+    "FeatureDriftRule": "fs_dagster.core.monitoring.drift",
+    "QualityRule": "fs_dagster.core.monitoring.quality",
+    "FeatureMonitoringRule": "fs_dagster.core.monitoring.feature_monitoring",
     "RandomSplit": "fs_dagster.core.training.splits",
     "TimeSplit": "fs_dagster.core.training.splits",
     "TrainingDataset": "fs_dagster.core.training.training_dataset",
@@ -133,3 +147,20 @@ if TYPE_CHECKING:  # static analysers see the eager names
     )
     from fs_dagster.model_asset import TrainedModel as TrainedModel, build_model_asset as build_model_asset
     from fs_dagster.training_dataset_asset import build_training_dataset_asset as build_training_dataset_asset
+    from fs_dagster.core.training.quality import QualityRules as QualityRules
+    from fs_dagster.dataframe_type import feature_group_dagster_type as feature_group_dagster_type
+    from fs_dagster.feature_view_asset import build_feature_view_asset as build_feature_view_asset
+    from fs_dagster.core.monitoring.drift import (
+        DriftThresholds as DriftThresholds,
+        FeatureDriftRule as FeatureDriftRule,
+    )
+    from fs_dagster.core.monitoring.feature_monitoring import FeatureMonitoringRule as FeatureMonitoringRule
+    from fs_dagster.core.monitoring.quality import QualityRule as QualityRule
+    from fs_dagster.drift_assets import (
+        build_deployment_drift_asset as build_deployment_drift_asset,
+        build_feature_group_drift_asset as build_feature_group_drift_asset,
+    )
+    from fs_dagster.feature_monitoring_checks import build_feature_monitoring_checks as build_feature_monitoring_checks
+    from fs_dagster.monitoring_windows import MonitoringWindow as MonitoringWindow
+    from fs_dagster.quality_asset import build_model_quality_asset as build_model_quality_asset
+    from fs_dagster.retraining_sensor import build_drift_retraining_sensor as build_drift_retraining_sensor

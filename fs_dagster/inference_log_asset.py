@@ -53,6 +53,8 @@ from fs_dagster.errors import as_failure
 from fs_dagster.model_asset import METRIC_PREFIX
 
 EMPTY = "empty"
+METADATA_LABELLED_GROUP = "fs_dagster/labelled_feature_group"
+METADATA_LABELS = "fs_dagster/labels"
 
 
 def _key(value: AssetsDefinition | AssetKey | str) -> AssetKey:
@@ -177,7 +179,9 @@ def build_labelled_inference_log_asset(
         description=f"Inference log of deployment {deployment} with the outcomes of {outcome_name} joined on "
         f"{list(on)} as labels {list(rename.values())} (null until an outcome arrives); feature group {group}.",
         automation_condition=automation_condition,
-        metadata={"fs_dagster/deployment": deployment},
+        # (what a model-quality asset reads: the group and its label columns)
+        metadata={"fs_dagster/deployment": deployment, METADATA_LABELLED_GROUP: group,
+                  METADATA_LABELS: MetadataValue.json(list(rename.values()))},
         required_resource_keys={resource_key},
     )
     def _labelled(context) -> MaterializeResult:  # no annotation: dagster inspects it

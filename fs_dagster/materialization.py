@@ -37,6 +37,8 @@ class FeatureGroupCommit:
     online_error: str | None = None  # the online store could not be updated (the offline commit stands)
     # the registry did not record the commit, or its statistics failed (the offline commit stands)
     registry_error: str | None = None
+    # the Dagster type check of the frame, run before the write (see fs_dagster.dataframe_type)
+    type_check: Any = field(default=None, compare=False, repr=False)
 
     def failure(self) -> FeatureStoreFailure | None:
         """The step failure for what went wrong after the commit (None: nothing did): the commit is kept and

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
-from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
+from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableRecord, TableSchema
 
 from fs_dagster.core.commit_windows import WindowFigures
 from fs_dagster.core.monitoring.statistics import summarize
@@ -77,8 +78,55 @@ def preview(data: pd.DataFrame, rows: int = 10) -> MetadataValue:
     return MetadataValue.md(markdown_table(data.head(rows).to_dict("records"), list(data.columns)))
 
 
+STATISTICS_COLUMNS = ("feature", "count", "nulls", "mean ± std", "range")
+
+
 def statistics_table(summary: list[dict[str, Any]]) -> MetadataValue:
-    return MetadataValue.md(markdown_table(summary))
+    """``fs_dagster/statistics``: one row per feature (the same table for feature groups, their partitions and
+    training datasets). Built to fit the UI's metadata column, which cuts what is wider: five columns (types are
+    in the column schema), numbers to 4 significant digits, times to the minute, long text cut, and the two wide
+    cells (``mean ± std``, ``range``: ``min – max``) wrap at their spaces. Full statistics: ``fg.statistics()`` /
+    ``td.statistics``."""
+    records = []
+    for row in summary:
+        type_text = row.get("type")
+        mean, std = _short_value(row.get("mean")), _short_value(row.get("std"))
+        low, high = _short_value(row.get("min"), type_text), _short_value(row.get("max"), type_text)
+        records.append(TableRecord({
+            "feature": str(row.get("name")),
+            "count": _int_or_none(row.get("count")),
+            "nulls": _int_or_none(row.get("nulls")),
+            "mean ± std": None if mean is None else f"{mean} ± {std}" if std is not None else mean,
+            "range": None if low is None and high is None else f"{low} – {high}",
+        }))
+    schema = TableSchema(columns=[
+        TableColumn(name, "int" if name in ("count", "nulls") else "string") for name in STATISTICS_COLUMNS
+    ])
+    return MetadataValue.table(records=records, schema=schema)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _short_value(value: Any, type_text: Any = None) -> str | None:
+    """A statistic as short text: 4 significant digits, a time to the minute (its date alone at midnight)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and str(type_text or "").startswith("timestamp"):
+        try:
+            value = pd.Timestamp(value)  # statistics keep times as ISO text
+        except ValueError:
+            pass
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:.4g}"
+    if isinstance(value, (datetime, pd.Timestamp)):
+        moment = pd.Timestamp(value)
+        return moment.strftime("%Y-%m-%d") if moment == moment.normalize() else moment.strftime("%Y-%m-%d %H:%M")
+    text = str(value)
+    return text if len(text) <= 16 else text[:15] + "\u2026"
 
 
 def commit_metadata(
@@ -117,6 +165,9 @@ def commit_metadata(
         "dagster/table_name": f"{project}.{spec.table_name}",
         "fs_dagster/table_row_count" if per_partition else "dagster/row_count": row_count,
         "dagster/column_schema": column_schema(spec, schema),
+        # the definition as stored, every column with the type the table gives it
+        "fs_dagster/feature_group": MetadataValue.json(
+            spec.with_schema([(f.name, str(f.type)) for f in schema]).to_dict()),
     }
     return metadata
 

@@ -78,7 +78,7 @@ def describe_files(root: str | os.PathLike[str], relative_paths: Sequence[str]) 
     metadata: dict[str, Any] = {
         "fs_dagster/source": MetadataValue.path(str(paths[0])) if len(paths) == 1
         else MetadataValue.text("\n".join(str(p) for p in paths)),
-        "size_bytes": sum(p.stat().st_size for p in paths),
+        "fs_dagster/size_bytes": sum(p.stat().st_size for p in paths),
     }
     if paths and all(p.suffix == ".parquet" for p in paths):
         footers = [pq.ParquetFile(p) for p in paths]

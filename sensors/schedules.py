@@ -1,5 +1,6 @@
 """Periodic runs of the reference project: every day, recompute the aircraft group and the newest month; every five
-minutes, flush the deployment's inference log and join the outcomes that arrived.
+minutes, flush the deployment's inference log and join the outcomes that arrived; every hour, the drift and
+quality reports of the deployment (whose drift ERROR the ``drift_retraining`` sensor turns into a retraining).
 
 Upserts make a refresh safe to repeat (same keys are updated, never duplicated); it picks up corrections to the
 planes table and late rows of the newest month. The newest month is the newest one fully landed in landing mode,
@@ -12,6 +13,7 @@ from dagster import DefaultScheduleStatus, RunRequest, ScheduleDefinition, Sched
 
 from assets.feature_groups import aircraft, flight_outcomes, route_delay_stats, weather_hourly
 from assets.models import delay_predictions_labelled, flight_delay_api_inference_log
+from assets.monitoring import flight_delay_api_drift, flight_delay_api_quality
 from sensors.landing import IN_PROCESS  # small runs: one process beats a subprocess per step
 
 MONTHLY_GROUPS = [weather_hourly.key, flight_outcomes.key, route_delay_stats.key]
@@ -52,4 +54,18 @@ inference_log_flush = ScheduleDefinition(
     default_status=DefaultScheduleStatus.STOPPED,
     run_config=IN_PROCESS,
     description="Every 5 minutes: flush flight_delay_api's inference log into Hudi and join the outcomes that arrived.",
+)
+
+# stopped by default: each run writes two Evidently pages (~4 MB each) under the store root. One process per run:
+# Evidently is imported once for both reports.
+monitoring_reports = ScheduleDefinition(
+    name="monitoring_reports",
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    target=[flight_delay_api_inference_log.key, delay_predictions_labelled.key, flight_delay_api_drift.key,
+            flight_delay_api_quality.key],
+    default_status=DefaultScheduleStatus.STOPPED,
+    run_config=IN_PROCESS,
+    description="Hourly: flush flight_delay_api's inference log, join outcomes, and report its input drift and model "
+    "quality (Evidently) with their checks.",
 )

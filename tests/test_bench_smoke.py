@@ -126,7 +126,7 @@ def test_monitoring_benchmark_quick_prints_the_tables() -> None:
     assert "cores" in out and "Total run time" in out
 
 
-SQLMESH_SCRIPT = ROOT / "bench" / "sqlmesh.py"
+SQLMESH_SCRIPT = ROOT / "bench" / "sqlmesh_pipelines.py"
 
 
 @pytest.mark.timeout(300)

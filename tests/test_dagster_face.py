@@ -101,7 +101,7 @@ def test_materialization_metadata_data_version_and_downstream_load(resources) ->
     assert md["dagster/row_count"].value == 3 and md["fs_dagster/rows_inserted"].value == 3
     columns = {c.name: c for c in md["dagster/column_schema"].value.columns}
     assert columns["sensor"].constraints.nullable is False and columns["value"].type == "double"
-    assert "value" in md["fs_dagster/statistics"].value and "s0" in md["fs_dagster/preview"].value
+    assert _statistics_count(md["fs_dagster/statistics"].value, "value") == 3 and "s0" in md["fs_dagster/preview"].value
     [check] = result.get_asset_check_evaluations()
     assert check.passed and check.check_name == "pandera_schema"
 
@@ -137,7 +137,10 @@ def test_store_refusal_is_a_failure_naming_the_column(resources) -> None:
     result = materialize([sensor_readings], resources=resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "record key column 'sensor'" in failure.step_failure_data.error.message
+    # the frame's Dagster type (non-null primary key) refuses it before the store is reached
+    message = failure.step_failure_data.error.message
+    assert 'for column "sensor"' in message and "null value(s) in primary-key column" in message, message
+    assert "nothing was written" in message and _store(resources).get_feature_groups() == []
 
 
 def test_pinned_commit_input_reads_time_travel(resources) -> None:
@@ -282,15 +285,10 @@ def _events_by_partition(result) -> dict[str, object]:
     return {e.partition: e.materialization for e in result.get_asset_materialization_events()}
 
 
-def _statistics_count(markdown: str, column: str) -> int:
-    """The ``count`` cell of ``column``'s row in a statistics table (``| name | type | count | ...``)."""
-    header, _, *rows = markdown.splitlines()
-    names = [c.strip() for c in header.strip("|").split("|")]
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        if cells[0] == column:
-            return int(cells[names.index("count")])
-    raise AssertionError(f"no row {column!r} in {markdown}")
+def _statistics_count(table, column: str) -> int:
+    """The ``count`` of ``column``'s row in a statistics table (``fs_dagster/statistics``)."""
+    [record] = [r.data for r in table.records if r.data["feature"] == column]
+    return record["count"]
 
 
 def test_single_run_backfill_gives_each_partition_its_own_figures(resources) -> None:

@@ -67,7 +67,8 @@ def test_files_data_version_follows_the_bytes(tmp_path) -> None:
     _replace(tmp_path / "a.parquet", pa.table({"x": [1, 2, 4]}))
     assert files_data_version(tmp_path, ["a.parquet"]) != first
     described = describe_files(tmp_path, ["a.parquet"])
-    assert described["dagster/row_count"] == 3 and described["size_bytes"] == (tmp_path / "a.parquet").stat().st_size
+    assert described["dagster/row_count"] == 3
+    assert described["fs_dagster/size_bytes"] == (tmp_path / "a.parquet").stat().st_size
     assert [c.name for c in described["dagster/column_schema"].columns] == ["x"]
     assert described["fs_dagster/source"].path == str(tmp_path / "a.parquet")
 

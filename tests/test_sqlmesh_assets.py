@@ -4,7 +4,6 @@ committed to Hudi like Python feature groups (see ``tests/sqlmesh_testing.py`` f
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -93,7 +92,7 @@ def test_specs_keys_deps_code_versions_schema_lineage_and_checks(shop) -> None:
     lineage = {s.key: s for s in totals_def.specs}[TOTALS].metadata["dagster/column_lineage"]
     assert [(d.asset_key, d.column_name) for d in lineage.deps_by_column["revenue"]] == [(SALES, "revenue")]
     # the feature group as Python feature groups record it; downstream assets load it through the IO manager
-    group = json.loads(spec.metadata["fs_dagster/feature_group"])
+    group = spec.metadata["fs_dagster/feature_group"].value  # JSON metadata since the UI polish
     assert (group["primary_key"], group["event_time"], group["partition_key"]) == (["store_id", "day"], "day",
                                                                                     ["store_id"])
     assert group["owner"] == "team:shop" and group["tags"] == ["retail"] and not group["online_enabled"]
@@ -130,7 +129,8 @@ def test_partition_range_commits_only_its_rows_like_a_python_feature_group(shop)
             # the same figures as a Python feature group's partition: its rows, inserts, statistics, window
             assert md["dagster/row_count"] == md["fs_dagster/rows_inserted"] == 3
             assert md["fs_dagster/partition_window"].startswith(f"[{partition}T00:00:00+00:00, ")
-            assert "| revenue |" in md["fs_dagster/statistics"] and md["fs_dagster/commit"] == instant
+            features = [r.data["feature"] for r in md["fs_dagster/statistics"].records]  # a table since the polish
+            assert "revenue" in features and md["fs_dagster/commit"] == instant
             assert md["fs_dagster/table_row_count"] == 6 and md["dagster/table_name"] == "shop.daily_sales_v1"
             assert md["fs_dagster/sqlmesh_status"] == "evaluated" and md["fs_dagster/sqlmesh_environment"] == "prod"
             assert md["fs_dagster/sqlmesh_intervals"] == "[2024-01-02T00:00:00+00:00, 2024-01-04T00:00:00+00:00)"

@@ -88,7 +88,8 @@ def test_training_dataset_asset_versions_staleness_and_automation(resources) -> 
         first = _latest(instance, "returns_training_data")
         metadata = first.metadata
         assert metadata["dagster/row_count"].value == 20
-        assert metadata["rows/train"].value + metadata["rows/test"].value == 20
+        rows = metadata["fs_dagster/rows_per_split"].value
+        assert set(rows) == {"train", "test"} and rows["train"] + rows["test"] == 20
         assert set(metadata["fs_dagster/pinned_commits"].value) == {"orders:1", "customers:1"}
         assert "amount" in metadata["fs_dagster/transformations"].value["params"]
         content_hash = metadata["fs_dagster/content_hash"].value

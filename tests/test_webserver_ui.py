@@ -91,7 +91,8 @@ LATEST_MATERIALIZATION = """query($assetKey: AssetKeyInput!) { assetOrError(asse
   ... on Asset {
     assetMaterializations(limit: 1) { runId partition tags { key value }
       metadataEntries { __typename label
-        ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } }
+        ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue }
+        ... on JsonMetadataEntry { jsonString } } }
     definition { dataVersion staleStatus
       assetChecksOrError { ... on AssetChecks { checks { name
           executionForLatestMaterialization { status runId evaluation { success } } } } } } } } }"""
@@ -198,7 +199,8 @@ class _Webserver:
         asset = self.graphql(LATEST_MATERIALIZATION, {"assetKey": {"path": key.split("/")}})["assetOrError"]
         assert asset["__typename"] == "Asset", asset
         [event] = asset["assetMaterializations"]
-        metadata = {m["label"]: m.get("text", m.get("intValue")) for m in event["metadataEntries"]}
+        metadata = {m["label"]: json.loads(m["jsonString"]) if "jsonString" in m else m.get("text", m.get("intValue"))
+                    for m in event["metadataEntries"]}
         event["tags"] = {t["key"]: t["value"] for t in event["tags"]}
         return event, metadata, asset["definition"]
 
@@ -340,7 +342,8 @@ def test_ui_materializes_feature_groups_and_training_data_through_the_webserver(
         assert event["runId"] == training_run and metadata["fs_dagster/training_dataset"] == "flight_delays v1 / v1"
         assert event["tags"]["dagster/data_version"] == content_hash == definition["dataVersion"]
         assert event["tags"]["dagster/input_data_version/aircraft"] == commit  # lineage of versions, as the UI shows
-        assert metadata["rows/train"] + metadata["rows/test"] == metadata["dagster/row_count"] == january_rows
+        rows = metadata["fs_dagster/rows_per_split"]
+        assert rows["train"] + rows["test"] == metadata["dagster/row_count"] == january_rows
         assert definition["staleStatus"] == "FRESH"
 
         # --- the same data outside Dagster
@@ -351,7 +354,7 @@ def test_ui_materializes_feature_groups_and_training_data_through_the_webserver(
         assert online["seats"] == aircraft.read(where="tailnum = 'N10156'")["seats"].iloc[0]
         td = fs.get_feature_view("flight_delays").get_training_dataset()
         assert (td.version, td.content_hash) == (1, content_hash)
-        assert td.row_counts == {"train": metadata["rows/train"], "test": metadata["rows/test"]}
+        assert td.row_counts == rows
     finally:
         pgid = proc.pid
         try:

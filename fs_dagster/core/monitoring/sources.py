@@ -7,9 +7,11 @@ Deployments (the model's inputs and outputs):
 - :func:`read_inference_log`: a deployment's inference-log rows with ``predicted_at`` in ``[start, end)``.
 - :func:`logged_features`: the model's features in those rows, raw.
 - :func:`deployment_drift_frames`: both at once, ready for :func:`~.drift.compute_drift`.
+- :func:`deployed_at`: when the deployment began serving its current version.
 - :func:`training_holdout` / :func:`labelled_predictions`: (label, prediction, probability) on the training
   holdout, predicted by the model, and on the logged predictions whose outcomes arrived (``join_outcomes``), ready
-  for :func:`~.quality.compute_quality`.
+  for :func:`~.quality.compute_quality`; :func:`labelled_log_predictions`: the same from a labelled inference-log
+  feature group (the outcomes already joined, e.g. by ``build_labelled_inference_log_asset``).
 
 Feature groups (no model):
 
@@ -58,6 +60,21 @@ def deployment_model(store: FeatureStore, deployment: str, model_version: int | 
     dep = store.get_deployment(deployment)
     return store.get_model_registry().get_model(dep.model_name,
                                                 dep.model_version if model_version is None else model_version)
+
+
+def deployed_at(store: FeatureStore, deployment: str) -> datetime:
+    """When ``deployment`` began serving its current model version (its latest create, switch or rollback to it,
+    to the second, from the deployment's history).
+
+    Raises:
+        NotFoundError: no such deployment.
+    """
+    dep = store.get_deployment(deployment)
+    for entry in reversed(dep.state.get("history") or []):
+        if (entry.get("model_name"), entry.get("model_version")) == (dep.model_name, dep.model_version):
+            return datetime.fromisoformat(entry["at"]).astimezone(timezone.utc)
+    raise NotFoundError(f"deployment {deployment!r}: its history does not say when {dep.model_name} "
+                        f"v{dep.model_version} was deployed")
 
 
 def training_dataset_of(store: FeatureStore, mv: ModelVersion) -> TrainingDataset:
@@ -194,7 +211,13 @@ def deployment_drift_frames(store: FeatureStore, deployment: str, start: datetim
 # ---------------------------------------------------------------------------------------------- labels
 
 
-def _positive(mv: ModelVersion, positive: Any) -> tuple[Any, list[Any]]:
+def positive_class(mv: ModelVersion, positive: Any = None) -> tuple[Any, list[Any]]:
+    """(the positive class: ``positive``, else the model's second class as scikit-learn orders them; the model's
+    classes). Loads the model (its ``classes_``).
+
+    Raises:
+        InvalidDataError: no ``positive`` given and the model does not have exactly two classes.
+    """
     classes = getattr(mv.load(), "classes_", None)
     classes = [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else []
     if positive is None:
@@ -217,7 +240,7 @@ def training_holdout(store: FeatureStore, mv: ModelVersion, split: str = "test",
         raise InvalidDataError(f"model {mv.name} v{mv.version}: its training dataset has labels {labels}; quality "
                                "needs exactly one")
     x, y = td.feature_label_split(split, transformed=True)
-    positive, classes = _positive(mv, positive)
+    positive, classes = positive_class(mv, positive)
     frame = pd.DataFrame({LABEL: y[labels[0]].to_numpy(), PREDICTION: np.asarray(mv.predict(x))})
     probabilities = mv.predict_proba(x)
     if probabilities is not None and positive in classes:
@@ -243,11 +266,48 @@ def labelled_predictions(store: FeatureStore, deployment: str, outcomes: pd.Data
     log = read_inference_log(store, deployment, start, end, model_name=mv.name, model_version=mv.version)
     joined = join_outcomes(log, outcomes, on=on, labels={label: "__outcome"}, outcome_time=outcome_time,
                            how="inner")
-    positive, _ = _positive(mv, positive)
+    positive, _ = positive_class(mv, positive)
     frame = pd.DataFrame({LABEL: joined["__outcome"].to_numpy(), PREDICTION: joined["prediction"].to_numpy()})
     column = proba_column(positive)
     if column in joined.columns:
         frame[PROBABILITY] = joined[column].to_numpy(dtype="float64")
+    return frame
+
+
+def labelled_log_predictions(store: FeatureStore, deployment: str, group: str, *, label: str,
+                             start: datetime | None = None, end: datetime | None = None,
+                             model_version: int | None = None, positive: Any = None) -> pd.DataFrame:
+    """Predictions of a deployment's served version (or ``model_version``) in ``[start, end)`` whose label is known,
+    read from a labelled inference-log feature group ``group`` (the log's columns plus the outcome ``label``, as
+    ``build_labelled_inference_log_asset`` writes them): columns :data:`LABEL`, :data:`PREDICTION` and, when logged,
+    :data:`PROBABILITY` of the ``positive`` class (default: the model's second class).
+
+    Raises:
+        NotFoundError: no such deployment, model or feature group.
+        InvalidDataError: the group lacks ``label`` or the logged columns (naming them).
+    """
+    from fs_dagster.core.serving.inference_log import proba_column
+
+    mv = deployment_model(store, deployment, model_version)
+    fg = store.get_feature_group(group)
+    names = fg.schema().names
+    missing = [c for c in (label, "prediction", "predicted_at", "model_name", "model_version") if c not in names]
+    if missing:
+        raise InvalidDataError(f"feature group {group!r} lacks column(s) {missing} of a labelled inference log; it has "
+                               f"{names}")
+    positive, _ = positive_class(mv, positive)
+    column = proba_column(positive)
+    where = [f"model_name = {sql_string(mv.name)}", f"model_version = {int(mv.version)}",
+             f'"{label}" IS NOT NULL']
+    if start is not None:
+        where.append(f"predicted_at >= TIMESTAMPTZ {sql_string(_utc(start, 'start').isoformat())}")
+    if end is not None:
+        where.append(f"predicted_at < TIMESTAMPTZ {sql_string(_utc(end, 'end').isoformat())}")
+    wanted = [label, "prediction", *([column] if column in names else [])]
+    rows = fg.read(columns=wanted, where=" AND ".join(where))
+    frame = pd.DataFrame({LABEL: rows[label].to_numpy(), PREDICTION: rows["prediction"].to_numpy()})
+    if column in names:
+        frame[PROBABILITY] = rows[column].to_numpy(dtype="float64")
     return frame
 
 

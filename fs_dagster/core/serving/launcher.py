@@ -7,6 +7,11 @@ bind address is ours (and the gunicorn process name carries the deployment's mar
 recognisable if ``setproctitle`` rewrites its command line). gRPC (``--grpc-workers`` > 0) would still bind every
 address, so it is refused unless the bind address is ``0.0.0.0`` anyway.
 
+A worker that has left gunicorn's loop (a graceful stop or a retirement during a rolling switch: its requests are
+answered) runs the exit handlers (the inference logger sends what it holds), flushes its logs and ends with
+``os._exit``: the interpreter's own finalization would join the native threads of the libraries the model loaded
+(hudi-rs's tokio runtime), which hung for 7 s to forever and made every ``stop()`` wait for the 10 s escalation.
+
 Usage::
 
     python -m fs_dagster.core.serving.launcher --marker fs-dagster-serving:/store/p/deployments/d --bind 127.0.0.1 \\
@@ -17,6 +22,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import atexit
+import logging
+import os
 import sys
 
 
@@ -26,8 +34,37 @@ def _bound_load_config(original, host: str, marker: str):  # type: ignore[no-unt
         port = str(self.cfg.bind[0]).rsplit(":", 1)[1]
         self.cfg.set("bind", [f"{host}:{port}"])
         self.cfg.set("proc_name", marker)
+        self.cfg.set("worker_exit", _prompt_worker_exit(self.cfg.worker_exit))
 
     return load_config
+
+
+def _prompt_worker_exit(original):  # type: ignore[no-untyped-def]
+    """gunicorn's ``worker_exit`` hook, then, in the exiting worker itself, a prompt exit (see module doc).
+
+    gunicorn calls the hook in the worker (the ``finally`` of its fork, a ``SystemExit`` propagating) and in the
+    master when it reaps a worker: only the former exits here, with the worker's own exit code (a worker that failed
+    to boot keeps the code that makes the master halt).
+    """
+
+    def worker_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+        original(server, worker)
+        if os.getpid() != worker.pid:
+            return
+        exiting = sys.exc_info()[1]
+        if not isinstance(exiting, SystemExit):
+            return  # (an unexpected exception: leave Python's normal exit path alone)
+        code = exiting.code
+        code = 0 if code is None else code if isinstance(code, int) else 1
+        try:
+            atexit._run_exitfuncs()
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    return worker_exit
 
 
 def main(argv: list[str] | None = None) -> None:

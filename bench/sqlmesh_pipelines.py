@@ -17,8 +17,8 @@ floor alternate within each repetition. The project is the reference one (``asse
 its own config into a temporary folder.
 
 Usage:
-    python bench/sqlmesh.py            # real flights and the ~5M copy, best of 3
-    python bench/sqlmesh.py --quick    # January's flights and a 2x copy, one repetition (smoke test)
+    python bench/sqlmesh_pipelines.py            # real flights and the ~5M copy, best of 3
+    python bench/sqlmesh_pipelines.py --quick    # January's flights and a 2x copy, one repetition (smoke test)
 """
 
 from __future__ import annotations
