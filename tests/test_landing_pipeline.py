@@ -339,7 +339,7 @@ def test_reference_definitions_register_sensor_and_schedule() -> None:
 
     repository = defs.get_repository_def()
     assert {s.name for s in repository.sensor_defs} >= {"landed_months", "feature_group_external_commits"}
-    assert [s.name for s in repository.schedule_defs] == ["daily_refresh", "inference_log_flush"]
+    assert [s.name for s in repository.schedule_defs] == ["daily_refresh", "inference_log_flush", "monitoring_reports"]
     flush = repository.get_schedule_def("inference_log_flush")  # (stopped until a deployment serves requests)
     assert flush.cron_schedule == "*/5 * * * *" and flush.default_status.value == "STOPPED"
     assert repository.get_sensor_def("model_retraining").default_status.value == "STOPPED"
