@@ -189,6 +189,15 @@ def _constraints(spec: FeatureGroupSpec, feature: Feature) -> list[tuple[str, st
     return out
 
 
+def _markdown(description: str, spec: FeatureGroupSpec) -> str:
+    """The type's description with a ``### Columns`` list of each column's constraints (dagster-pandas's layout)."""
+    text = "\n".join([description, "### Columns", ""])
+    for feature in spec.features:
+        bullets = "".join(f"+ {about}\n" for _name, about, _check in _constraints(spec, feature))
+        text += f"**{feature.name}**\n{bullets}\n"
+    return text
+
+
 def _dagster_pandas() -> Any:
     """The ``dagster_pandas`` module, or None when the extra is not installed."""
     try:
@@ -240,7 +249,9 @@ class FeatureGroupFrameType(DagsterType):
         super().__init__(
             type_check_fn=self._check,
             name=type_name(spec),
-            description=description,
+            # the columns and their constraints, as the UI shows the type (dagster-pandas's markdown, or the same)
+            description=self.frame_type.description if self.frame_type is not None else _markdown(description,
+                                                                                                    self.spec),
             metadata={"dagster/column_schema": MetadataValue.table_schema(spec_column_schema(self.spec))},
             typing_type=Any,
         )

@@ -221,10 +221,12 @@ def test_frame_type_messages_match_with_and_without_dagster_pandas(blocked) -> N
     frame_type = feature_group_dagster_type(spec)
     frames = [pd.DataFrame({"k": ["a", None], "v": [1.0, 2.0]}), pd.DataFrame({"k": ["a"]}),
               pd.DataFrame({"k": ["a"], "v": ["x"]}), pd.DataFrame({"k": ["a"], "v": [1.0]})]
-    print(json.dumps([[r.success, r.description] for r in map(frame_type.check_frame, frames)]))
+    checks = [[r.success, r.description] for r in map(frame_type.check_frame, frames)]
+    print(json.dumps({"checks": checks, "description": frame_type.description}))
     """
     without = _run(body, blocked=blocked)
     with_it = _run(body, blocked=("nothing",))
-    assert without == with_it
-    assert [ok for ok, _ in without] == [False, False, False, True]
-    assert 'Violated "NoNullKeyConstraint" for column "k" - 1 null value(s)' in without[0][1]
+    assert without == with_it  # the same checks, messages and description (what the UI shows)
+    assert [ok for ok, _ in without["checks"]] == [False, False, False, True]
+    assert 'Violated "NoNullKeyConstraint" for column "k" - 1 null value(s)' in without["checks"][0][1]
+    assert "**k**\n+ values storable as string\n+ no nulls (primary key)\n" in without["description"]
