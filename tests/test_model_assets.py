@@ -166,7 +166,8 @@ def test_model_asset_registers_a_version_with_lineage_metrics_and_its_artifact_a
     STATE["model"] = "weak"
     result = world.run([trips_training_data, late_model])
     checks = _check_evaluations(result)
-    assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice"}
+    # (training_data_quality: the training dataset's own check, since the polish merge)
+    assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "training_data_quality"}
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
     assert checks["not_worse_than_deployed"].description == "nothing deployed as late_api yet"
 

@@ -233,14 +233,16 @@ def test_drift_retrains_and_redeploys_only_a_validated_model(loop) -> None:
     retrained = loop.run(loop.graph, selection=request.asset_selection, tags=request.tags)
     assert retrained.success
     checks = {e.check_name: e for e in retrained.get_asset_check_evaluations()}
-    assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test"}
+    assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test",
+                           "training_data_quality"}  # (the training dataset's own check, since the polish merge)
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
     comparison = checks["not_worse_than_deployed"].metadata
     assert comparison["deployed_version"].value == 1 and comparison["difference"].value > 0
     v2 = loop.latest(departure_delay_model.key)
     td = loop.latest(departure_delay_training_data.key)
     assert v2["fs_dagster/model_version"] == 2 and v2["fs_dagster/training_dataset_version"] == 2
-    assert td["rows/train"] + td["rows/test"] > 100_000  # January, February, July and August
+    per_split = td["fs_dagster/rows_per_split"]  # (one JSON entry since the polish merge)
+    assert per_split["train"] + per_split["test"] > 100_000  # January, February, July and August
     months = loop.fs.get_feature_view("flight_delays", 2).get_training_dataset(2).read(
         "train", with_keys=True)["sched_dep_ts"].dt.month
     assert set(months) == {1, 2, 7, 8}

@@ -187,7 +187,8 @@ def test_reference_model_and_deployment_on_one_month(tmp_path) -> None:
             model_graph = [flight_delays_v2, departure_delay_training_data, departure_delay_model, flight_delay_api]
             result = materialize(model_graph, resources=resources, instance=instance)
             checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-            assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test"}
+            assert set(checks) == {"not_worse_than_deployed", "min_quality", "min_quality_per_slice", "smoke_test",
+                                   "training_data_quality"}  # (the training dataset's check, since the polish merge)
             assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
             slices = {r.data["slice"]: r.data for r in checks["min_quality_per_slice"].metadata["slice_scores"].records}
             assert set(slices) == {"EWR", "JFK", "LGA"} and all(s["judged"] for s in slices.values())

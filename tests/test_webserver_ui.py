@@ -291,7 +291,8 @@ def test_ui_materializes_feature_groups_and_training_data_through_the_webserver(
             assert deps[group] == {source}, group
             assert not nodes[source]["isMaterializable"] and not deps[source]  # external source assets
             checks = {c["name"] for c in nodes[group]["assetChecksOrError"]["checks"]}
-            assert checks == {"online_offline_consistency", "pandera_schema", "offline_integrity"}, group
+            monitored = {"feature_monitoring"} if group in ("weather_hourly", "route_delay_stats") else set()
+            assert checks == {"online_offline_consistency", "pandera_schema", "offline_integrity", *monitored}, group
             assert nodes[group]["isPartitioned"] == (group != "aircraft")
 
         # --- "Materialize" on aircraft (button defaults), and January of the monthly groups (partition dialog),
