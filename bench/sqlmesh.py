@@ -94,7 +94,7 @@ def write_flights(folder: Path, copies: int, month: str | None) -> tuple[Path, i
     path = folder / "raw" / "flights" / "all.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     con.execute(f"COPY ({parts}) TO '{path}' (FORMAT parquet)")
-    rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
     con.close()
     return path, rows
 

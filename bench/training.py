@@ -160,7 +160,7 @@ def run_case(case: str, root: str, project: str, repeat: int, out: Any) -> None:
             con = duckdb.connect()
             con.execute("SET TimeZone='UTC'")
             start = time.perf_counter()
-            table = con.sql(sql).fetch_arrow_table()
+            table = con.sql(sql).to_arrow_table()
             elapsed = time.perf_counter() - start
             rows = table.num_rows
         else:  # pandas

@@ -135,13 +135,9 @@ def feature_group_asset(
             yield output
             if validation is not None:
                 yield validation.result
-            if commit.online_error:  # materialized offline; fail the run so the online gap is seen and retried
-                from fs_dagster.errors import FeatureStoreFailure
-
-                raise FeatureStoreFailure(
-                    description=f"feature group {spec.name}: commit {commit.instant} written offline, "
-                    f"online sync failed: {commit.online_error}"
-                )
+            failure = commit.failure()  # materialized (the commit stands); the run fails so the gap is seen
+            if failure is not None:
+                raise failure
 
         with accepting_beta("backfill_policy"):  # single-run backfills: one commit per range
             decorate = asset(

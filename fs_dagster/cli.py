@@ -15,19 +15,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from pathlib import Path
+
+from fs_dagster.core.environment import (
+    DEFAULT_PROJECT,
+    DEFAULT_ROOT,
+    ENV_ONLINE_PASSWORD,
+    ENV_ONLINE_URL,
+    ENV_PROJECT,
+    ENV_REGISTRY_URL,
+    ENV_ROOT,
+    from_env,
+)
 from fs_dagster.core.errors import FeatureStoreError
 
-DEFAULT_ROOT = ".fs_store"  # same as fs_dagster.core.store.DEFAULT_ROOT; that module is imported lazily (pandas)
+REGISTRY_FILE = "registry.db"  # the SQLite registry under the root (Registry.for_root)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fs-dagster", description="Inspect an fs-dagster feature store.")
-    parser.add_argument("--root", default=os.environ.get("FS_DAGSTER_ROOT", DEFAULT_ROOT), help="store root")
-    parser.add_argument("--project", default=os.environ.get("FS_DAGSTER_PROJECT", "default"))
-    parser.add_argument("--registry-url", default=os.environ.get("FS_DAGSTER_REGISTRY_URL"))
+    parser.add_argument("--root", default=from_env(ENV_ROOT, DEFAULT_ROOT), help=f"store root (${ENV_ROOT})")
+    parser.add_argument("--project", default=from_env(ENV_PROJECT, DEFAULT_PROJECT), help=f"${ENV_PROJECT}")
+    parser.add_argument("--registry-url", default=from_env(ENV_REGISTRY_URL),
+                        help=f"SQLAlchemy URL of a registry not under the root, e.g. PostgreSQL (${ENV_REGISTRY_URL})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="feature groups with row and commit counts")
     commits = sub.add_parser("commits", help="commit timeline of a feature group")
@@ -152,6 +164,29 @@ def _valkey(root: str, action: str) -> int:
     return 0
 
 
+def _missing_registry(args: argparse.Namespace) -> str | None:
+    """Why the store cannot be read without creating a registry (None: it can). Every store command reads an
+    existing store (even ``deployment create`` needs a registered model)."""
+    if args.registry_url or (Path(args.root).expanduser() / REGISTRY_FILE).exists():
+        return None
+    root = Path(args.root).expanduser().resolve()
+    projects = sorted(p.name for p in root.iterdir() if (p / "feature_groups").is_dir()) if root.is_dir() else []
+    if projects:  # tables without a registry file: the registry lives elsewhere (PostgreSQL)
+        return (f"no registry at {root / REGISTRY_FILE}, but the root holds tables of project(s) {', '.join(projects)}: "
+                f"its registry is elsewhere (PostgreSQL?); pass --registry-url or set {ENV_REGISTRY_URL}")
+    where = "does not exist" if not root.exists() else f"has no {REGISTRY_FILE}"
+    return f"no feature store at {root} (the folder {where}); pass --root or set {ENV_ROOT}"
+
+
+def _nothing_in(store: object, what: str) -> str:
+    """The message for an empty list: which project and registry were read, and the projects that registry has."""
+    registry = store.registry  # type: ignore[attr-defined]
+    others = [p for p in registry.projects() if p != store.project]  # type: ignore[attr-defined]
+    seen = f"projects there: {', '.join(others)}" if others else "it has no other project"
+    return (f"no {what} in project {store.project!r} of registry {registry.location}"  # type: ignore[attr-defined]
+            f" ({seen}; set --project or {ENV_PROJECT})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "valkey":
@@ -160,13 +195,23 @@ def main(argv: list[str] | None = None) -> int:
         except FeatureStoreError as error:
             print(f"fs-dagster: {error}", file=sys.stderr)
             return 2
+    missing_registry = _missing_registry(args)
+    if missing_registry:  # reading a store creates nothing: no empty registry.db beside a PostgreSQL store's tables
+        print(f"fs-dagster: {missing_registry}", file=sys.stderr)
+        return 2
+    from fs_dagster.core.online.online_store import OnlineStoreConfig
     from fs_dagster.core.store import FeatureStore  # heavy (pandas, registry): only for store commands
 
-    store = FeatureStore(root=args.root, project=args.project, registry_url=args.registry_url)
+    online = OnlineStoreConfig(url=from_env(ENV_ONLINE_URL), password=from_env(ENV_ONLINE_PASSWORD))
+    store = FeatureStore(root=args.root, project=args.project, registry_url=args.registry_url, online=online)
     try:
         if args.command == "list":
+            groups = store.get_feature_groups()
+            if not groups:
+                print(_nothing_in(store, "feature groups"))
+                return 0
             print(f"{'feature group':<28} {'version':>7} {'rows':>10} {'commits':>8}  online  description")
-            for fg in store.get_feature_groups():
+            for fg in groups:
                 print(
                     f"{fg.name:<28} {fg.version:>7} {fg.count():>10} {len(fg.commit_details()):>8}  "
                     f"{'yes' if fg.spec.online_enabled else 'no':<6}  {fg.spec.description}"
@@ -180,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{c.rows_deleted:>8} {c.files_written:>6}"
                 )
         elif args.command == "search":
-            for hit in store.search(args.text):
+            hits = store.search(args.text)
+            if not hits:
+                print(_nothing_in(store, f"matches for {args.text!r}"))
+            for hit in hits:
                 target = f"{hit.feature_group}.{hit.feature}" if hit.feature else hit.feature_group
                 print(f"{hit.kind:<14} {target:<44} v{hit.version}  {', '.join(hit.matched_in)}")
         elif args.command == "stats":

@@ -14,6 +14,10 @@ gets the ordinary behaviour: Dagster checks the returned frame before the IO man
 
 Pandera stays the validation of values (ranges, uniqueness, allowed sets) as a blocking asset check with failure
 cases; this type is the contract of shape and types.
+
+dagster-pandas is optional (the ``[dagster-pandas]`` extra; it pins one exact dagster release, so a hard
+dependency would move the user's dagster): without it the same constraints are checked here, with the same
+messages, and the type carries the same column schema.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ import pandas as pd
 import pandas.api.types as ptypes
 import pyarrow as pa
 from dagster import DagsterType, MetadataValue, TableColumn, TableColumnConstraints, TableSchema, TypeCheck
-from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
-from dagster_pandas.constraints import ColumnConstraint, ColumnConstraintViolationException
 
 from fs_dagster.beta_apis import accepting_beta
 from fs_dagster.core.offline.hudi_schema import type_family
@@ -138,24 +140,23 @@ def _described(description: str, roles: list[str]) -> str:
     return f"[{', '.join(roles)}] {description}".strip() if roles else description
 
 
-class StorageTypeConstraint(ColumnConstraint):
-    """The column's dtype can be stored in a column of ``type_text`` (same family; integers may go into floats)."""
+def storage_type_violation(frame: pd.DataFrame, column: str, type_text: str) -> str | None:
+    """Why ``column``'s dtype cannot be stored as ``type_text`` (same family; integers may go into floats), or
+    None when it can."""
+    dtype = frame[column].dtype
+    if _dtype_fits(dtype, _family_of_text(type_text)):
+        return None
+    return (f"dtype {dtype} cannot be stored as {type_text} (the feature group's type); a type change needs a new "
+            "feature group version")
 
-    def __init__(self, type_text: str) -> None:
-        self.type_text = type_text
-        self.family = _family_of_text(type_text)
-        description = f"values storable as {type_text}"
-        super().__init__(error_description=description, markdown_description=description)
 
-    def validate(self, dataframe: pd.DataFrame, column_name: str) -> None:
-        dtype = dataframe[column_name].dtype
-        if not _dtype_fits(dtype, self.family):
-            raise ColumnConstraintViolationException(
-                constraint_name=self.name,
-                constraint_description=f"dtype {dtype} cannot be stored as {self.type_text} (the feature group's "
-                "type); a type change needs a new feature group version",
-                column_name=column_name,
-            )
+def null_key_violation(frame: pd.DataFrame, column: str) -> str | None:
+    """How many nulls primary-key ``column`` holds and where the first is (the store refuses them), or None."""
+    missing = frame[column].isna().to_numpy()
+    if not missing.any():
+        return None
+    nulls, first = int(missing.sum()), int(missing.argmax())
+    return f"{nulls} null value(s) in primary-key column (first at row {first})"
 
 
 def _dtype_fits(dtype: Any, family: str | None) -> bool:
@@ -176,22 +177,54 @@ def _dtype_fits(dtype: Any, family: str | None) -> bool:
     return True
 
 
-class NoNullKeyConstraint(ColumnConstraint):
-    """A primary-key column holds no nulls (the store refuses a write with one)."""
+def _constraints(spec: FeatureGroupSpec, feature: Feature) -> list[tuple[str, str, Any]]:
+    """(name, description, check) of each constraint of a feature's column; ``check(frame, column)`` gives the
+    violation or None."""
+    out: list[tuple[str, str, Any]] = []
+    if feature.type:
+        out.append(("StorageTypeConstraint", f"values storable as {feature.type}",
+                    lambda frame, column, type_text=feature.type: storage_type_violation(frame, column, type_text)))
+    if feature.name in spec.primary_key:
+        out.append(("NoNullKeyConstraint", "no nulls (primary key)", null_key_violation))
+    return out
 
-    def __init__(self) -> None:
-        description = "no nulls (primary key)"
-        super().__init__(error_description=description, markdown_description=description)
 
-    def validate(self, dataframe: pd.DataFrame, column_name: str) -> None:
-        missing = dataframe[column_name].isna().to_numpy()
-        if missing.any():
-            nulls, first = int(missing.sum()), int(missing.argmax())
-            raise ColumnConstraintViolationException(
-                constraint_name=self.name,
-                constraint_description=f"{nulls} null value(s) in primary-key column (first at row {first})",
-                column_name=column_name,
-            )
+def _markdown(description: str, spec: FeatureGroupSpec) -> str:
+    """The type's description with a ``### Columns`` list of each column's constraints (dagster-pandas's layout)."""
+    text = "\n".join([description, "### Columns", ""])
+    for feature in spec.features:
+        bullets = "".join(f"+ {about}\n" for _name, about, _check in _constraints(spec, feature))
+        text += f"**{feature.name}**\n{bullets}\n"
+    return text
+
+
+def _dagster_pandas() -> Any:
+    """The ``dagster_pandas`` module, or None when the extra is not installed."""
+    try:
+        import dagster_pandas
+    except ImportError:
+        return None
+    return dagster_pandas
+
+
+def _dagster_pandas_column(dagster_pandas: Any, spec: FeatureGroupSpec, feature: Feature) -> Any:
+    """The feature's ``PandasColumn``: our constraints as dagster-pandas ``ColumnConstraint`` objects."""
+    from dagster_pandas.constraints import ColumnConstraint, ColumnConstraintViolationException
+
+    class _Constraint(ColumnConstraint):
+        def __init__(self, name: str, description: str, check: Any) -> None:
+            self._check = check
+            super().__init__(error_description=description, markdown_description=description)
+            self.name = name  # what the message shows (dagster-pandas sets the class name)
+
+        def validate(self, dataframe: pd.DataFrame, column_name: str) -> None:
+            violation = self._check(dataframe, column_name)
+            if violation is not None:
+                raise ColumnConstraintViolationException(
+                    constraint_name=self.name, constraint_description=violation, column_name=column_name)
+
+    constraints = [_Constraint(*c) for c in _constraints(spec, feature)]
+    return dagster_pandas.PandasColumn(feature.name, constraints=constraints, is_required=True)
 
 
 def type_name(spec: FeatureGroupSpec) -> str:
@@ -204,18 +237,21 @@ class FeatureGroupFrameType(DagsterType):
 
     def __init__(self, spec: FeatureGroupSpec, schema: Any = None) -> None:
         self.spec = typed_spec(spec, schema)
-        with accepting_beta("PandasColumn", "create_dagster_pandas_dataframe_type"):
-            self.pandas_columns = [_pandas_column(self.spec, f) for f in self.spec.features]
-            self.frame_type = create_dagster_pandas_dataframe_type(
-                type_name(spec),
-                description=f"Rows of feature group {spec.name} v{spec.version}: every column present, values "
-                "storable as its type, no null primary key.",
-                columns=self.pandas_columns,
-            )
+        description = (f"Rows of feature group {spec.name} v{spec.version}: every column present, values storable "
+                       "as its type, no null primary key.")
+        self.frame_type: Any = None  # the dagster-pandas type, when that extra is installed
+        dagster_pandas = _dagster_pandas()
+        if dagster_pandas is not None:
+            with accepting_beta("PandasColumn", "create_dagster_pandas_dataframe_type"):
+                columns = [_dagster_pandas_column(dagster_pandas, self.spec, f) for f in self.spec.features]
+                self.frame_type = dagster_pandas.create_dagster_pandas_dataframe_type(
+                    type_name(spec), description=description, columns=columns)
         super().__init__(
             type_check_fn=self._check,
             name=type_name(spec),
-            description=self.frame_type.description,
+            # the columns and their constraints, as the UI shows the type (dagster-pandas's markdown, or the same)
+            description=self.frame_type.description if self.frame_type is not None else _markdown(description,
+                                                                                                    self.spec),
             metadata={"dagster/column_schema": MetadataValue.table_schema(spec_column_schema(self.spec))},
             typing_type=Any,
         )
@@ -227,10 +263,27 @@ class FeatureGroupFrameType(DagsterType):
         if not isinstance(data, pd.DataFrame):
             return TypeCheck(success=False, description=f"expected a pandas DataFrame or Arrow table, got "
                              f"{type(data).__name__}")
-        result = self.frame_type.type_check(None, data)  # type: ignore[arg-type]  # dagster-pandas ignores it
+        if self.frame_type is not None:
+            result = self.frame_type.type_check(None, data)  # type: ignore[arg-type]  # dagster-pandas ignores it
+        else:
+            result = self._check_pandas(data)
         if not result.success:
             return result
-        return TypeCheck(success=True, metadata={"rows_checked": len(data), "columns_checked": len(self.pandas_columns)})
+        return TypeCheck(success=True, metadata={"rows_checked": len(data), "columns_checked": len(self.spec.features)})
+
+    def _check_pandas(self, frame: pd.DataFrame) -> TypeCheck:
+        """The dagster-pandas checks without dagster-pandas (same order and messages)."""
+        for feature in self.spec.features:
+            if feature.name not in frame.columns:
+                return TypeCheck(success=False, description=f"Required column {feature.name} not in dataframe with "
+                                 f"columns {frame.columns}")
+        for feature in self.spec.features:
+            for name, _description, check in _constraints(self.spec, feature):
+                violation = check(frame, feature.name)
+                if violation is not None:
+                    return TypeCheck(success=False,
+                                     description=f'Violated "{name}" for column "{feature.name}" - {violation}')
+        return TypeCheck(success=True)
 
     def _check(self, _context: Any, value: Any) -> TypeCheck:
         from fs_dagster.materialization import FeatureGroupCommit
@@ -255,15 +308,6 @@ class FeatureGroupFrameType(DagsterType):
                                  f"{table.column(index).null_count} null value(s) in primary-key column")
         return TypeCheck(success=True, metadata={"rows_checked": table.num_rows,
                                                  "columns_checked": len(self.spec.features)})
-
-
-def _pandas_column(spec: FeatureGroupSpec, feature: Feature) -> PandasColumn:
-    constraints: list[ColumnConstraint] = []
-    if feature.type:
-        constraints.append(StorageTypeConstraint(feature.type))
-    if feature.name in spec.primary_key:
-        constraints.append(NoNullKeyConstraint())
-    return PandasColumn(feature.name, constraints=constraints, is_required=True)
 
 
 def feature_group_dagster_type(spec: FeatureGroupSpec, schema: Any = None) -> FeatureGroupFrameType:

@@ -53,6 +53,7 @@ from dagster import (
 
 from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.extras import ensure_installed
 from fs_dagster.core.serving.client import PREDICT_PATH
 from fs_dagster.core.serving.smoke_test import SmokeReport, example_entities
 from fs_dagster.core.serving.smoke_test import smoke_test as send_smoke_request
@@ -129,6 +130,8 @@ def build_deployment_asset(
 
             delays_api = build_deployment_asset("delays_api", delay_model, smoke_test=SmokeTest(rows=3))
     """
+    if start:  # a local server needs seldon-core: say so when the definitions load, not at the first run
+        ensure_installed("serving", f"deployment asset {deployment}")
     check_name("deployment", deployment)
     if manifest is not None and not manifest.get("image"):
         raise InvalidDataError(f"deployment {deployment}: manifest needs an 'image' (a container image with "

@@ -59,6 +59,7 @@ from dagster import (
 from fs_dagster.beta_apis import accepting_beta
 from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
+from fs_dagster.core.extras import ensure_installed
 from fs_dagster.core.feature_group import TimeWindow
 from fs_dagster.core.monitoring import sources
 from fs_dagster.core.monitoring.drift import DEFAULT_SAMPLE_ROWS, DriftResult, DriftThresholds, compute_drift
@@ -199,6 +200,7 @@ def build_deployment_drift_asset(
                 thresholds=DriftThresholds(features={"temp": FeatureDriftRule(threshold=0.5, severity="ERROR")}),
             )
     """
+    ensure_installed("monitoring", f"drift report of deployment {deployment}")  # when the definitions load
     check_valid_name("deployment", deployment)
     _check_partitions(window, partitions_def)
     thresholds = thresholds or DriftThresholds()
@@ -360,6 +362,7 @@ def build_feature_group_drift_asset(
             flights_drift = build_feature_group_drift_asset("flight_outcomes", compare="commits",
                                                             columns=["dep_delay", "carrier"])
     """
+    ensure_installed("monitoring", "feature-group drift reports")  # when the definitions load
     if compare not in ("commits", "windows"):
         raise InvalidDataError(f"compare must be 'commits' or 'windows', got {compare!r}")
     _check_partitions(current, partitions_def)

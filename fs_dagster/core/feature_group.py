@@ -53,6 +53,19 @@ class RegistrySyncError(FeatureStoreError):
         self.instant = result.instant
 
 
+class StatisticsError(RegistrySyncError):
+    """The offline commit succeeded and the registry recorded it, but the commit's statistics could not be
+    computed (or stored). ``instant`` is the commit; ``result`` the write's :class:`CommitResult` when a write
+    raised it (None from :meth:`FeatureGroup.sync_registry`); the cause is the ``__cause__``. The next
+    :meth:`FeatureGroup.sync_registry` (every write and :meth:`FeatureGroup.statistics` call it) computes them
+    again."""
+
+    def __init__(self, message: str, instant: str, result: CommitResult | None = None) -> None:
+        FeatureStoreError.__init__(self, message)
+        self.result = result  # type: ignore[assignment]
+        self.instant = instant
+
+
 @dataclass(frozen=True)
 class TimeWindow:
     """A half-open event-time range ``[start, end)`` (aware datetimes), e.g. a Dagster partition's window."""
@@ -202,6 +215,7 @@ class FeatureGroup:
             InvalidDataError: naming the column/value at fault (null key, unsupported type, type change...).
             OnlineSyncError: the commit is kept, the online store could not be updated.
             RegistrySyncError: the commit is kept, the registry could not record it within ``registry_timeout``.
+            StatisticsError: the commit is kept and recorded, its statistics failed (retried by the next sync).
         """
         table = to_arrow(data)
         self._validate_event_time(table, window)
@@ -258,20 +272,22 @@ class FeatureGroup:
     def _after_commit(self, result: CommitResult, sync_online: bool = True) -> None:
         """Mirrors the commit into the registry (schema, commit counts, statistics) and the online store.
 
-        The Hudi commit is the source of truth and stays whatever fails here. A registry that cannot record it
-        (locked or unreachable) raises :class:`RegistrySyncError` after the online sync was tried; the next
-        :meth:`sync_registry` (every write and read of statistics calls it) catches up. Other failures of the
-        statistics are logged and repaired the same way.
+        The Hudi commit is the source of truth and stays whatever fails here, and nothing that fails here passes
+        silently: after the online sync was tried, a registry that could not record the commit (locked,
+        unreachable, or any other error) raises :class:`RegistrySyncError`, and statistics that could not be
+        computed raise :class:`StatisticsError` (a RegistrySyncError: both name the commit that is kept). The next
+        :meth:`sync_registry` (every write and read of statistics calls it) catches up.
         """
         if result.instant is None:
             return
-        registry_error: RegistryError | None = None
+        registry_error: Exception | None = None
         try:
             self.sync_registry()
-        except RegistryError as error:
+        except StatisticsError as error:  # the commit is recorded; its statistics are retried by the next sync
+            error.result = result
             registry_error = error
-        except Exception:  # e.g. statistics of an unusual column: the data is committed, the next sync retries
-            log.exception("feature group %s: registry update after commit %s failed", self.spec.key, result.instant)
+        except Exception as error:  # locked/unreachable registry (RegistryError), or anything else: raised below
+            registry_error = error
         if self.spec.online_enabled and sync_online:
             try:
                 self.sync_online()
@@ -282,10 +298,14 @@ class FeatureGroup:
                     f"the next write or sync_online() brings the online store up to date{also}",
                     result.instant,
                 ) from error
+        if isinstance(registry_error, StatisticsError):
+            raise registry_error
         if registry_error is not None:
+            cause = registry_error if isinstance(registry_error, RegistryError) else (
+                f"{type(registry_error).__name__}: {registry_error}")
             raise RegistrySyncError(
                 f"feature group {self.spec.key}: offline commit {result.instant} is kept, but the registry did not "
-                f"record it: {registry_error}. The registry catches up at the next write, statistics read or "
+                f"record it: {cause}. The registry catches up at the next write, statistics read or "
                 "sync_registry()",
                 result,
             ) from registry_error
@@ -333,10 +353,17 @@ class FeatureGroup:
             )
 
     def sync_registry(self) -> None:
-        """Records every Hudi commit the registry does not know yet (with statistics of the latest)."""
+        """Records every Hudi commit the registry does not know yet, and statistics of the latest commit when it
+        has none yet (statistics enabled).
+
+        Raises:
+            StatisticsError: the commits are recorded, but the latest one's statistics failed (the cause names
+                why); the next call tries again.
+            RegistryError: the registry could not be read or written (locked, unreachable).
+            DamagedTableError: the registry lists commits the table lost.
+        """
         if not self.exists():
             return
-        registry = self._store.registry
         reader = self._reader()
         known = set(self._recorded_commits())
         timeline = reader.commits()
@@ -347,8 +374,14 @@ class FeatureGroup:
         if timeline:  # the latest snapshot's files are the live ones the timeline names (planning is cached)
             reader.base_files(timeline[-1].instant)
         missing = [c for c in timeline if c.instant not in known]
-        if not missing:
-            return
+        if missing:
+            self._record_commits(reader, missing)
+        if self.spec.statistics_enabled and timeline:
+            self._record_statistics(timeline[-1].instant, already_recorded=not missing)
+
+    def _record_commits(self, reader: HudiTableReader, missing: list[CommitInfo]) -> None:
+        """Records ``missing`` commits (oldest first) and the table's current schema."""
+        registry = self._store.registry
         schema = reader.schema()
         self.spec = registry.update_features(
             self._store.project,
@@ -372,11 +405,24 @@ class FeatureGroup:
                     row_count=row_count,
                 ),
             )
-        if self.spec.statistics_enabled:
-            latest = missing[-1].instant
-            registry.record_statistics(
-                self._store.project, self.spec.name, self.spec.version, latest, self.compute_statistics(latest)
-            )
+
+    def _record_statistics(self, instant: str, already_recorded: bool) -> None:
+        """Computes and records the statistics of commit ``instant`` unless the registry has them (checked only
+        when no commit was just recorded: a new commit has none)."""
+        registry = self._store.registry
+        project, name, version = self._store.project, self.spec.name, self.spec.version
+        if already_recorded and registry.statistics(project, name, version, instant) is not None:
+            return
+        try:
+            statistics = self.compute_statistics(instant)
+        except Exception as error:  # noqa: BLE001 - any failure is named, with the commit it leaves without stats
+            raise StatisticsError(
+                f"feature group {self.spec.key}: offline commit {instant} is kept and recorded, but its statistics "
+                f"failed ({type(error).__name__}: {error}); the next write, statistics read or sync_registry() "
+                "computes them again",
+                instant,
+            ) from error
+        registry.record_statistics(project, name, version, instant, statistics)
 
     def abandon_commit(self, instant: str, *more: str) -> None:
         """Gives up commits the registry lists whose Hudi ``.commit`` file was lost (deleted by hand, lost by

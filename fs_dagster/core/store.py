@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from fs_dagster.core.errors import NotFoundError
 from fs_dagster.core.feature_group import FeatureGroup
 from fs_dagster.core.feature_view import FeatureView, Query, build_feature_view
+from fs_dagster.core.environment import DEFAULT_ROOT as DEFAULT_ROOT
 from fs_dagster.core.online.online_store import OnlineStore, OnlineStoreConfig
 from fs_dagster.core.registry import Registry, SearchHit
 from fs_dagster.core.registry.registry import DEFAULT_TIMEOUT, SETTING_FIELDS
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from fs_dagster.core.models.registry import ModelRegistry, ModelVersion
     from fs_dagster.core.serving.deployment import Deployment
-
-DEFAULT_ROOT = ".fs_store"
 
 
 class FeatureStore:

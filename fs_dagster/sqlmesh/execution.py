@@ -140,9 +140,9 @@ def execute(context: Any, resource: Any, feature_store: Optional[FeatureStoreRes
         yield from audit_results
         if validation is not None and _check_key(validation.result) in checks:
             yield validation.result
-        if commit.online_error:  # written offline; the online gap must be seen and retried
-            failures.append(f"{outcome.name}: commit {commit.instant} written offline, online sync failed: "
-                            f"{commit.online_error}")
+        failure = commit.failure()  # written offline; a registry, statistics or online gap must be seen
+        if failure is not None:
+            failures.append(f"{outcome.name}: {failure.description}")
     if failures:
         raise FeatureStoreFailure(
             description=f"SQLMesh: {len(failures)} of {len(selected)} model(s) not materialized: " + "; ".join(failures),

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError, NotFoundError
+from fs_dagster.core.extras import require
 from fs_dagster.core.models.flavors import Flavor, flavor_for, flavor_named
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ class Metric:
     needs_probabilities: bool = False
 
 
+def _metrics() -> Any:
+    """``sklearn.metrics``, or :class:`MissingDependencyError` naming the [models] extra."""
+    return require("models", "model validation metrics", "sklearn.metrics")
+
+
 def _positive(scores: Scores) -> np.ndarray:
     """Probability of the positive class of a binary classifier (the second of its classes)."""
     proba = scores.require_probabilities()
@@ -70,7 +76,7 @@ def _binary_truth(y: np.ndarray, scores: Scores) -> np.ndarray:
 
 
 def _roc_auc(y: np.ndarray, scores: Scores) -> float:
-    from sklearn.metrics import roc_auc_score
+    roc_auc_score = _metrics().roc_auc_score
 
     proba = scores.require_probabilities()
     if proba.ndim == 2 and proba.shape[1] > 2:
@@ -82,14 +88,14 @@ def _roc_auc(y: np.ndarray, scores: Scores) -> float:
 
 
 def _average_precision(y: np.ndarray, scores: Scores) -> float:
-    from sklearn.metrics import average_precision_score
+    average_precision_score = _metrics().average_precision_score
 
     truth = _binary_truth(y, scores)
     return float(average_precision_score(truth, _positive(scores))) if truth.any() else float("nan")
 
 
 def _log_loss(y: np.ndarray, scores: Scores) -> float:
-    from sklearn.metrics import log_loss
+    log_loss = _metrics().log_loss
 
     proba = scores.require_probabilities()
     return float(log_loss(y, proba, labels=scores.classes))
@@ -104,7 +110,7 @@ def _accuracy(y: np.ndarray, scores: Scores) -> float:
 
 
 def _f1(y: np.ndarray, scores: Scores) -> float:
-    from sklearn.metrics import f1_score
+    f1_score = _metrics().f1_score
 
     truth = _binary_truth(y, scores)
     predicted = _binary_truth(np.asarray(scores.predictions), scores)
@@ -120,7 +126,7 @@ def _mae(y: np.ndarray, scores: Scores) -> float:
 
 
 def _r2(y: np.ndarray, scores: Scores) -> float:
-    from sklearn.metrics import r2_score
+    r2_score = _metrics().r2_score
 
     return float(r2_score(np.asarray(y, dtype=float), np.asarray(scores.predictions, dtype=float)))
 

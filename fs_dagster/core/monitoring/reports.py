@@ -23,12 +23,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from fs_dagster.core.errors import InvalidDataError, MissingDependencyError
+from fs_dagster.core.extras import require
 from fs_dagster.core.specs import check_name
 
 if TYPE_CHECKING:
     from fs_dagster.core.store import FeatureStore
 
-EVIDENTLY_REQUIREMENT = "evidently==0.7.23"
+EVIDENTLY_REQUIREMENT = "evidently>=0.7.23,<0.8"  # as the [monitoring] extra in pyproject.toml
 EXTRA = "monitoring"
 
 
@@ -36,16 +37,12 @@ def require_evidently() -> ModuleType:
     """The ``evidently`` module, imported on first use (it takes ~1.5 s and is only needed by the monitors).
 
     Raises:
-        MissingDependencyError: Evidently is not installed, naming the extra and the pinned version.
+        MissingDependencyError: Evidently is not installed, naming the extra and the supported versions.
     """
     try:
-        import evidently
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"monitoring reports need Evidently, which is not installed ({exc}); install the extra with "
-            f"`pip install 'fs-dagster[{EXTRA}]'` (or `pip install '{EVIDENTLY_REQUIREMENT}'`)"
-        ) from exc
-    return evidently
+        return require(EXTRA, "monitoring reports (drift, model quality)")
+    except MissingDependencyError as error:
+        raise MissingDependencyError(f"{error} (or pip install \"{EVIDENTLY_REQUIREMENT}\")") from error.__cause__
 
 
 @dataclass(frozen=True)

@@ -211,8 +211,8 @@ def _first_pass(relation: duckdb.DuckDBPyRelation, cols: _Columns) -> dict[str, 
     view = _view_name()
     projection = ", ".join(inner) if inner else "1 AS c"
     sql = f"SELECT {', '.join(e for _, e in aggregates)} FROM (SELECT {projection} FROM {view})"
-    row = relation.query(view, sql).fetchone()
-    assert row is not None  # an aggregate without GROUP BY returns exactly one row
+    # fetchall, not fetchone: DuckDB 2 relations have no fetchone (a relation keeps no result between calls)
+    (row,) = relation.query(view, sql).fetchall()  # an aggregate without GROUP BY returns exactly one row
     return dict(zip((k for k, _ in aggregates), row, strict=True))
 
 
@@ -332,8 +332,12 @@ def _tau(x: float) -> float:
 
 
 def _unit_scale(low: float, high: float) -> float:
-    """A power of two that brings [low, high] into [-1, 1]: exact, and squares cannot overflow any more."""
-    return 2.0 ** -math.frexp(max(abs(low), abs(high)))[1]
+    """A power of two that brings [low, high] into [-1, 1]: exact, and squares cannot overflow any more.
+
+    Columns of subnormal magnitude (below 2**-1000, e.g. 5e-324) are scaled by 2**1000 only: their own scale would
+    be a power of two beyond the largest double (OverflowError), and 2**1000 already lifts their squares clear of
+    underflow."""
+    return math.ldexp(1.0, -max(math.frexp(max(abs(low), abs(high)))[1], -1000))
 
 
 def _bins(low: float, high: float, bins: int, integer: bool) -> int:

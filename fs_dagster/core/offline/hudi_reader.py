@@ -430,7 +430,7 @@ class HudiTableReader:
                 return con.sql(
                     "SELECT b.* FROM fs_before b ANTI JOIN fs_after a "
                     "USING (_hoodie_record_key, _hoodie_partition_path) ORDER BY ALL"
-                ).fetch_arrow_table()
+                ).to_arrow_table()
             finally:
                 con.unregister("fs_before")
                 con.unregister("fs_after")
@@ -442,7 +442,8 @@ class HudiTableReader:
             return 0
         with self._lock:
             try:
-                return self._con().execute(f"SELECT count(*) FROM {self._source(files)}").fetchone()[0]
+                # fetchall: a fetchone would leave DuckDB 2's result open on this shared connection
+                return self._con().execute(f"SELECT count(*) FROM {self._source(files)}").fetchall()[0][0]
             except duckdb.IOException:
                 integrity.check_exist(self.base_path, files)
                 raise
@@ -524,7 +525,7 @@ class HudiTableReader:
             sql += f" WHERE {where}"
         with self._lock:
             try:
-                result = self._con().sql(sql).fetch_arrow_table()
+                result = self._con().sql(sql).to_arrow_table()
             except duckdb.IOException:
                 integrity.check_exist(self.base_path, files)  # a file deleted while (or since) it was planned
                 raise

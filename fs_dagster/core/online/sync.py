@@ -129,7 +129,7 @@ def _snapshot_rows(reader: HudiTableReader, instant: str, entities: pa.Table, sc
         connection.execute("SET TimeZone='UTC'")
         connection.register(name, entities)
         found = connection.sql(f"SELECT {columns} FROM {relation} SEMI JOIN {quote_identifier(name)} "
-                               f"USING ({using})").fetch_arrow_table()
+                               f"USING ({using})").to_arrow_table()
     finally:
         connection.close()
     return found.cast(schema) if found.schema != schema else found

@@ -38,6 +38,7 @@ from fs_dagster.core.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from fs_dagster.core.extras import missing
 from fs_dagster.core.registry.models import (
     Base,
     TrainingDatasetRow,
@@ -146,6 +147,29 @@ def _already_exists(exc: Exception) -> bool:
     return "already exists" in text or "duplicate" in text
 
 
+def check_driver(url: str) -> None:
+    """Checks that the database driver of registry ``url`` is installed (it is imported, not connected).
+
+    Raises:
+        MissingDependencyError: a PostgreSQL URL without its driver, naming the [postgres] extra (psycopg 3, for
+            ``postgresql+psycopg://`` URLs).
+        RegistryError: another database whose driver is missing, or a URL SQLAlchemy does not know.
+    """
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as error:
+        if parsed.get_backend_name() == "postgresql":
+            hint = "" if parsed.get_driver_name() == "psycopg" else (
+                f"; the extra installs psycopg 3: write the URL as postgresql+psycopg://..., or install the "
+                f"{parsed.get_driver_name()} driver")
+            raise missing("postgres", f"the PostgreSQL registry {shown}", f"{error}{hint}") from error
+        raise RegistryError(f"registry {shown}: its database driver is not installed ({error})") from error
+    except Exception as error:  # noqa: BLE001 - an unknown dialect (sqlalchemy.exc.NoSuchModuleError)
+        raise RegistryError(f"registry {shown}: SQLAlchemy cannot use this URL ({error})") from error
+
+
 class Registry:
     """Metadata of the feature store: feature-group specs, commits and statistics, per project.
 
@@ -183,6 +207,7 @@ class Registry:
                 engine = create_engine(parsed, connect_args={"timeout": self.timeout})
             _configure_sqlite(engine, int(self.timeout * 1000))
         else:
+            check_driver(url)
             engine = create_engine(parsed, pool_pre_ping=True)
         self._engine = engine
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
@@ -535,6 +560,11 @@ class Registry:
             .options(selectinload(FeatureGroupRow.features))
         )
         return self._read("listing feature groups", lambda s: [_to_spec(row) for row in s.scalars(stmt)])
+
+    def projects(self) -> list[str]:
+        """The projects that have at least one feature group in this registry, sorted."""
+        stmt = select(FeatureGroupRow.project).distinct().order_by(FeatureGroupRow.project)
+        return self._read("listing projects", lambda s: list(s.scalars(stmt)))
 
     def update_features(self, project: str, name: str, version: int, features: Sequence[Feature]) -> FeatureGroupSpec:
         """Replaces the schema of a feature group version with ``features`` (in that order).

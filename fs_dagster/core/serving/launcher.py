@@ -27,6 +27,8 @@ import logging
 import os
 import sys
 
+from fs_dagster.core.extras import require
+
 
 def _bound_load_config(original, host: str, marker: str):  # type: ignore[no-untyped-def]
     def load_config(self) -> None:  # type: ignore[no-untyped-def]
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         grpc = seldon_args[seldon_args.index("--grpc-workers") + 1] if "--grpc-workers" in seldon_args else "1"
         if grpc != "0":
             parser.error("gRPC binds every address: pass --grpc-workers 0 (or --bind 0.0.0.0)")
+    require("serving", "the model server")
     from seldon_core import gunicorn_utils, microservice
 
     app = gunicorn_utils.StandaloneApplication  # (seldon's REST app subclasses it; the metrics app is one)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fs_dagster.core.errors import DeploymentError
+from fs_dagster.core.extras import ensure_installed
 from fs_dagster.core.serving import processes
 from fs_dagster.core.serving.client import ServingClient
 from fs_dagster.core.serving.processes import ProcessRecord
@@ -106,6 +107,7 @@ def launch(home: Path, settings: ServingSettings, target: Target, *, port: int |
     Raises:
         DeploymentError: the server exited (its load error and log tail in the message) or did not answer in time.
     """
+    ensure_installed("serving", f"model deployment {settings.deployment}")  # before a server fails to import it
     home.mkdir(parents=True, exist_ok=True)
     _rotate(home)
     write_pointer(home, Pointer(target, None))

@@ -22,11 +22,14 @@ from typing import Any
 from fs_dagster.core.errors import InvalidDataError
 from fs_dagster.core.serving.payload import DEFAULT_MAX_BATCH
 
-ENV_ROOT = "FS_DAGSTER_ROOT"
-ENV_PROJECT = "FS_DAGSTER_PROJECT"
-ENV_REGISTRY_URL = "FS_DAGSTER_REGISTRY_URL"
-ENV_ONLINE_URL = "FS_DAGSTER_ONLINE_URL"
-ENV_ONLINE_PASSWORD = "FS_DAGSTER_ONLINE_PASSWORD"
+from fs_dagster.core.environment import (  # the names every entry point shares
+    ENV_ONLINE_PASSWORD as ENV_ONLINE_PASSWORD,
+    ENV_ONLINE_URL as ENV_ONLINE_URL,
+    ENV_PROJECT as ENV_PROJECT,
+    ENV_REGISTRY_URL as ENV_REGISTRY_URL,
+    ENV_ROOT as ENV_ROOT,
+)
+
 SECRET_ENV = (ENV_REGISTRY_URL, ENV_ONLINE_PASSWORD)
 
 

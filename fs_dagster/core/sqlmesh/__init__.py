@@ -7,7 +7,7 @@
   model outcomes and audit results, reading a model's rows back as Arrow;
 - :mod:`.environments`: comparing the statistics of two environments' training data before a promotion.
 
-SQLMesh is an optional dependency (``pip install fs-dagster[sqlmesh]``); it is imported when first needed.
+SQLMesh is an optional dependency (``pip install "fs-dagster[sqlmesh]"``); it is imported when first needed.
 No Dagster import here (the Dagster face is :mod:`fs_dagster.sqlmesh`).
 """
 
@@ -15,17 +15,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fs_dagster.core.errors import MissingDependencyError
+from fs_dagster.core.extras import require
 
-EXTRA = "fs-dagster[sqlmesh]"
+EXTRA = "sqlmesh"
 
 
 def require_sqlmesh() -> ModuleType:
     """The ``sqlmesh`` package, or :class:`MissingDependencyError` naming the extra that installs it."""
-    try:
-        import sqlmesh
-    except ImportError as error:  # pragma: no cover - sqlmesh is in the locked environment
-        raise MissingDependencyError(
-            f"SQLMesh pipelines need the sqlmesh package: pip install '{EXTRA}' ({error})"
-        ) from error
-    return sqlmesh
+    return require(EXTRA, "SQLMesh feature pipelines")

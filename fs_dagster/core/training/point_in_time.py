@@ -127,9 +127,11 @@ def point_in_time_join(
         FeatureStoreError: the database does not preserve insertion order (the output order would not be
             reproducible).
     """
-    zone, ordered = connection.execute(
+    # fetchall, never fetchone, on a shared connection: DuckDB 2 keeps a result that was not fetched to its end
+    # open, and refuses any other query on the connection until it is (ResourceInUseException)
+    ((zone, ordered),) = connection.execute(
         "SELECT current_setting('TimeZone'), current_setting('preserve_insertion_order')"
-    ).fetchone()
+    ).fetchall()
     if not ordered:
         raise FeatureStoreError(
             "point-in-time joins need DuckDB's preserve_insertion_order=true (the default) to number the spine "
@@ -170,7 +172,7 @@ def _gather_join(
     select = [quote_identifier(c) for c in needed] + [
         f"{_epoch(quote_identifier(spine_time), unit)} AS __fs_t_{unit}" for unit in times
     ]
-    fetched = connection.sql(f"SELECT {', '.join(select)} FROM {spine}").fetch_arrow_table()
+    fetched = connection.sql(f"SELECT {', '.join(select)} FROM {spine}").to_arrow_table()
     n = fetched.num_rows
     # source rows newer than the spine's latest time can match nothing: small or early spines read less
     latest_times = {unit: pc.max(fetched.column(f"__fs_t_{unit}")).as_py() for unit in times}
@@ -181,14 +183,14 @@ def _gather_join(
     connection.register(rows_name, fetched.append_column("__fs_row", pa.array(np.arange(n, dtype=np.int64))))
     # registered Arrow tables have no row-count statistics: DuckDB would take them for tiny and plan each ASOF
     # join as a nested loop (minutes instead of 0.1 s for 337k rows)
-    threshold = connection.execute("SELECT current_setting('asof_loop_join_threshold')").fetchone()[0]
+    ((threshold,),) = connection.execute("SELECT current_setting('asof_loop_join_threshold')").fetchall()
     connection.execute("SET asof_loop_join_threshold = 0")
     try:
         for source, unit in zip(sources, units):
             if not source.columns:
                 continue
             latest = latest_times.get(unit) if unit is not None else None
-            values = connection.sql(f"SELECT * FROM {_source_sql(source, unit, latest)}").fetch_arrow_table()
+            values = connection.sql(f"SELECT * FROM {_source_sql(source, unit, latest)}").to_arrow_table()
             if not source.unique:  # one row per keys + time, its values in the struct v
                 struct = values.column("v").combine_chunks()
                 values = values.drop_columns(["v"])
@@ -386,11 +388,12 @@ def _raise_duplicate_keys(
         found = connection.execute(
             f"SELECT count(*){keys} FROM {_source_sql(source, None)} AS f SEMI JOIN {spine} AS s "
             f"ON {' AND '.join(conditions)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        if found is not None:
-            key = dict(zip([right for _, right in source.on], found[1:]))
+        ).fetchall()
+        if found:
+            rows, *key_values = found[0]
+            key = dict(zip([right for _, right in source.on], key_values))
             raise InvalidDataError(
-                f"feature group {source.name}: {found[0]} rows for key {key or '(no keys)'}; a source without "
+                f"feature group {source.name}: {rows} rows for key {key or '(no keys)'}; a source without "
                 "event time must have one row per key (or pass unique=False to pick one deterministically)"
             )
     raise AssertionError("the join returned more rows than the spine has, but no source has duplicate keys")
