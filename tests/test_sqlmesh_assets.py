@@ -287,7 +287,7 @@ def test_missing_sqlmesh_names_the_extra(monkeypatch) -> None:
     from fs_dagster.core.sqlmesh import require_sqlmesh
 
     monkeypatch.setitem(sys.modules, "sqlmesh", None)  # what an environment without the package gives
-    with pytest.raises(MissingDependencyError, match=r"pip install 'fs-dagster\[sqlmesh\]'"):
+    with pytest.raises(MissingDependencyError, match=r'pip install "fs-dagster\[sqlmesh\]"'):
         require_sqlmesh()
 
 
