@@ -23,9 +23,11 @@ from typing import Any, Callable, Sequence
 
 from dagster import (
     AssetCheckResult,
+    AssetIn,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
+    AssetsDefinition,
     AutomationCondition,
     DataVersion,
     MaterializeResult,
@@ -36,7 +38,7 @@ from dagster import (
     asset,
 )
 
-from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.feature_view import FeatureView
 from fs_dagster.core.monitoring.statistics import summarize
 from fs_dagster.core.specs import check_name, check_version
@@ -145,6 +147,8 @@ def build_training_dataset_asset(
     tags: Sequence[str] = (),
     code_version: str | None = None,
     quality: QualityRules | None = None,
+    spine: AssetsDefinition | AssetKey | str | None = None,
+    spine_event_time: str | None = None,
     resource_key: str = "feature_store",
     translator: FeatureGroupTranslator | None = None,
 ) -> Any:
@@ -162,16 +166,61 @@ def build_training_dataset_asset(
             besides the data).
         quality: thresholds of the ``training_data_quality`` check (blocking: a model downstream in the same run
             does not train on data that fails it with ERROR).
+        spine: an upstream asset whose value (a DataFrame or Arrow table, loaded by its IO manager) is the spine:
+            the view's join keys (request keys included) and an event time per row to build training rows for.
+            Needed for a view with ``request_keys``; default: the root feature group's rows.
+        spine_event_time: the spine's event-time column (default: the root group's event-time name).
+
+    Example of a spine asset (a view whose requests carry keys the root group lacks):
+
+    .. code-block:: python
+
+        @asset
+        def delay_requests() -> pd.DataFrame:  # flights to train on: keys + the time each was asked about
+            ...
+
+        delays_training_data = build_training_dataset_asset(
+            "delays", 1, deps=["flight_outcomes", "weather_hourly"], spine=delay_requests,
+            spine_event_time="time_hour")
     """
     check_name("feature view", feature_view)  # refused when the definitions load, not at the first run
     check_version("feature view", feature_view, feature_view_version)
     asset_key = AssetKey.from_coercible(key) if key is not None else AssetKey([f"{feature_view}_training_data"])
-    recipe = json.dumps({"split": split.to_dict() if split else None, "format": data_format}, sort_keys=True)
+    spine_key = (spine.key if isinstance(spine, AssetsDefinition) else AssetKey.from_coercible(spine)) \
+        if spine is not None else None
+    if spine_event_time is not None and spine_key is None:
+        raise InvalidDataError(f"training dataset asset of {feature_view}: spine_event_time={spine_event_time!r} "
+                         "needs spine= (the asset giving the spine)")
+    recipe = json.dumps({"split": split.to_dict() if split else None, "format": data_format,
+                         **({"spine_event_time": spine_event_time} if spine_key is not None else {})},
+                        sort_keys=True)
     default_code_version = f"v{feature_view_version}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
-    @asset(
+    def build(context, spine_rows: Any = None):
+        store = getattr(context.resources, resource_key).get_store()
+        try:
+            view = get_view(store) if get_view else store.get_feature_view(feature_view, feature_view_version)
+            td = view.create_training_data(split, data_format=data_format, reuse_identical=True, spine=spine_rows,
+                                           spine_event_time=spine_event_time)
+            report = assess(td, quality)
+        except FeatureStoreError as error:
+            raise as_failure(error) from error
+        context.log.info("training dataset %s: %s", td.version, td.row_counts)
+        yield MaterializeResult(metadata=training_dataset_metadata(td, translator),
+                                data_version=DataVersion(td.content_hash))
+        yield quality_check_result(report, asset_key)
+
+    if spine_key is None:
+        def _training_dataset(context):  # (no annotation: dagster inspects it as a string)
+            yield from build(context)
+    else:
+        def _training_dataset(context, spine):  # the spine asset's value, as its IO manager loads it
+            yield from build(context, spine)
+
+    return asset(
         key=asset_key,
-        deps=[AssetKey.from_coercible(d) for d in deps],
+        deps=[k for k in (AssetKey.from_coercible(d) for d in deps) if k != spine_key],  # (the spine is an input)
+        ins={"spine": AssetIn(spine_key)} if spine_key is not None else None,
         group_name=group_name,
         kinds={"parquet" if data_format == "parquet" else "csv", "duckdb"},
         description=description or (
@@ -189,18 +238,4 @@ def build_training_dataset_asset(
             QUALITY_CHECK_NAME, asset=asset_key, blocking=True,
             description="Rows per split, label balance and null share per feature of the dataset just built",
         )],
-    )
-    def _training_dataset(context):  # (no annotation: dagster inspects it as a string)
-        store = getattr(context.resources, resource_key).get_store()
-        try:
-            view = get_view(store) if get_view else store.get_feature_view(feature_view, feature_view_version)
-            td = view.create_training_data(split, data_format=data_format, reuse_identical=True)
-            report = assess(td, quality)
-        except FeatureStoreError as error:
-            raise as_failure(error) from error
-        context.log.info("training dataset %s: %s", td.version, td.row_counts)
-        yield MaterializeResult(metadata=training_dataset_metadata(td, translator),
-                                data_version=DataVersion(td.content_hash))
-        yield quality_check_result(report, asset_key)
-
-    return _training_dataset
+    )(_training_dataset)

@@ -12,6 +12,7 @@ from dagster import (
     AutomationCondition,
     DagsterInstance,
     Definitions,
+    asset,
     evaluate_automation_conditions,
     instance_for_test,
     materialize,
@@ -135,3 +136,71 @@ def test_identical_feature_data_keeps_the_training_data_version(resources) -> No
         again = _latest(instance, "returns_training_data")
         assert again.tags["dagster/data_version"] == first == again.metadata["fs_dagster/content_hash"].value
         assert len(_view(resources["feature_store"].get_store()).get_training_datasets()) == 1
+
+
+# --- a spine from an upstream asset (views whose requests carry keys the root group lacks) -------------------------
+
+SHIPPING = FeatureGroupSpec("shipping_zones", primary_key=("zone", "at"), event_time="at")
+
+
+@feature_group_asset(SHIPPING)
+def shipping_zones() -> pd.DataFrame:
+    return pd.DataFrame({"zone": ["north", "north", "south"], "at": [T0, T0 + timedelta(hours=10), T0],
+                         "surcharge": [1.0, 5.0, 2.0]})
+
+
+def _zoned_view(store):
+    o = store.get_feature_group("orders")
+    z = store.get_feature_group("shipping_zones")
+    # the zone is what a request says (where the parcel goes), not a column of the orders group
+    return store.get_or_create_feature_view(
+        "zoned_returns", 1, o.select(["amount", "returned"]).join(z.select(["surcharge"]), left_on=["zone", "ts"]),
+        labels=["returned"], request_keys=["zone"],
+    )
+
+
+@asset
+def zoned_requests() -> pd.DataFrame:
+    """What the model is trained on: an order, the zone it went to and when it was asked about."""
+    return pd.DataFrame({"order_id": ["o1", "o12", "o12", "o15"], "zone": ["north", "north", "south", "nowhere"],
+                         "ts": [T0 + timedelta(hours=h) for h in (1, 12, 12, 15)]})
+
+
+zoned_training_data = build_training_dataset_asset(
+    "zoned_returns", 1, deps=["orders", "shipping_zones"], spine=zoned_requests, get_view=_zoned_view,
+)
+
+
+def test_training_dataset_asset_takes_its_spine_from_an_upstream_asset(resources) -> None:
+    graph = Definitions(assets=[orders, shipping_zones, zoned_requests, zoned_training_data],
+                        resources=resources).resolve_asset_graph()
+    assert graph.get(zoned_training_data.key).parent_keys == {
+        AssetKey("orders"), AssetKey("shipping_zones"), AssetKey("zoned_requests")}
+    with instance_for_test() as instance:
+        result = materialize([orders, shipping_zones, zoned_requests, zoned_training_data], resources=resources,
+                             instance=instance)
+        assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == "training_data_quality"
+    td = resources["feature_store"].get_store().get_feature_view("zoned_returns", 1).get_training_dataset()
+    rows = td.read(with_keys=True, transformed=False)
+    # one row per spine row, point in time: north's surcharge changed at hour 10, south has one, nowhere none
+    assert rows["order_id"].tolist() == ["o1", "o12", "o12", "o15"]
+    surcharge = rows["surcharge"].tolist()
+    assert surcharge[:3] == [1.0, 5.0, 2.0] and pd.isna(surcharge[3])
+    assert rows["amount"].tolist() == [1.0, 12.0, 12.0, 15.0]
+
+
+def test_a_view_with_request_keys_needs_the_spine_asset(resources) -> None:
+    from fs_dagster.core.errors import InvalidDataError
+
+    without_spine = build_training_dataset_asset("zoned_returns", 1, deps=["orders", "shipping_zones"],
+                                                 get_view=_zoned_view, key="zoned_without_spine")
+    with instance_for_test() as instance:
+        result = materialize([orders, shipping_zones, without_spine], resources=resources, instance=instance,
+                             raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "zone" in failure.event_specific_data.error.message  # names the key the root group lacks
+    with pytest.raises(InvalidDataError, match="spine_event_time='ts' needs spine="):
+        build_training_dataset_asset("zoned_returns", 1, deps=["orders"], spine_event_time="ts")
