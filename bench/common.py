@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmark scripts: best-of-N timing, machine description, markdown tables."""
+"""Small helpers shared by the benchmark scripts: best-of-N and per-call latency timing, machine description, markdown
+tables."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import numpy as np
 
 
 def best_of(fn: Callable[..., Any], repeat: int, setup: Callable[[], Any] | None = None) -> tuple[float, Any]:
@@ -58,6 +61,26 @@ def interleaved(cases: dict[str, Case], repeat: int, rotate: bool = False) -> di
             timing.best = min(timing.best, elapsed)
             timing.result = result
     return out
+
+
+def latencies(cases: dict[str, Callable[[int], Any]], n: int, warmup: int = 20) -> dict[str, np.ndarray]:
+    """Seconds per call of every case; call ``i`` of each case runs back to back with the others, the order rotating
+    (A B C, B C A, C A B, ...): the first call of a round was measured ~0.1 ms slower than the same call later in
+    the round, so no case may always be first."""
+    out: dict[str, list[int]] = {name: [] for name in cases}
+    clock = time.perf_counter_ns
+    names = list(cases)
+    gc.collect()
+    for i in range(-warmup, n):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = cases[name]
+            start = clock()
+            fn(i)
+            elapsed = clock() - start
+            if i >= 0:
+                out[name].append(elapsed)
+    return {name: np.array(v, dtype=np.float64) / 1e9 for name, v in out.items()}
 
 
 def load_average() -> str:

@@ -47,7 +47,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str
 sys.path.insert(0, str(_BENCH.parent))
 
 import libvalkey  # noqa: E402  (valkey-py's parser, for the replays' replies)
-from common import Case, Table, interleaved, load_average, machine_info, rate  # noqa: E402
+from common import Case, Table, interleaved, latencies, load_average, machine_info, rate  # noqa: E402
 
 from fs_dagster import FeatureStore  # noqa: E402
 from fs_dagster.core.offline.hudi_reader import HudiTableReader  # noqa: E402
@@ -71,26 +71,6 @@ PEER = "peer (reference, measured elsewhere): p99 0.65 ms single, 62 ms median f
 
 
 # --- measuring ----------------------------------------------------------------------------------------------
-
-
-def latencies(cases: dict[str, Callable[[int], Any]], n: int, warmup: int = 20) -> dict[str, np.ndarray]:
-    """Seconds per call of every case; call ``i`` of each case runs back to back with the others, the order rotating
-    (A B C, B C A, C A B, ...): the first call of a round was measured ~0.1 ms slower than the same call later in
-    the round, so no case may always be first."""
-    out: dict[str, list[int]] = {name: [] for name in cases}
-    clock = time.perf_counter_ns
-    names = list(cases)
-    gc.collect()
-    for i in range(-warmup, n):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = cases[name]
-            start = clock()
-            fn(i)
-            elapsed = clock() - start
-            if i >= 0:
-                out[name].append(elapsed)
-    return {name: np.array(v, dtype=np.float64) / 1e9 for name, v in out.items()}
 
 
 def ms(seconds: float) -> str:

@@ -49,7 +49,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 sys.path.insert(0, str(_BENCH.parent))
 
-from common import Table, load_average, machine_info  # noqa: E402
+from common import Table, latencies, load_average, machine_info  # noqa: E402
 
 from fs_dagster import FeatureStore  # noqa: E402
 from fs_dagster.core.online.embedded import EmbeddedValkey  # noqa: E402
@@ -129,24 +129,6 @@ class Setup:
         for dep in self.deployments.values():
             dep.stop()
         EmbeddedValkey(self.fs.root).stop()
-
-
-def latencies(cases: dict[str, Callable[[int], Any]], n: int, warmup: int = 20) -> dict[str, np.ndarray]:
-    """Seconds per call of every case; call i of each case runs back to back with the others, the order rotating."""
-    out: dict[str, list[int]] = {name: [] for name in cases}
-    clock = time.perf_counter_ns
-    names = list(cases)
-    gc.collect()
-    for i in range(-warmup, n):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = cases[name]
-            begin = clock()
-            fn(i)
-            elapsed = clock() - begin
-            if i >= 0:
-                out[name].append(elapsed)
-    return {name: np.array(v, dtype=np.float64) / 1e9 for name, v in out.items()}
 
 
 def ms(seconds: float) -> str:
