@@ -15,21 +15,20 @@ manages it from the shell.
 
 from __future__ import annotations
 
-import fcntl
 import json
+import math
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 from fs_dagster.core.errors import FeatureStoreError
+from fs_dagster.core.file_lock import FileLock
 
 ONLINE_DIR = "online"
 STATE_FILE = "server.json"
@@ -85,16 +84,10 @@ class EmbeddedValkey:
     def state_path(self) -> Path:
         return self.dir / STATE_FILE
 
-    @contextmanager
-    def _start_lock(self) -> Iterator[None]:
+    def _start_lock(self) -> FileLock:
+        """Serialises start and stop of the root's server across processes, waiting as long as the holder works."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "start.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return FileLock(self.dir / "start.lock", timeout=math.inf)
 
     def _recorded(self, with_password: bool = True) -> ServerInfo | None:
         """The server the state file names (running or not), or None if there is no readable state file;

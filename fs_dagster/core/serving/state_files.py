@@ -11,14 +11,15 @@ process and the serving workers share.
 
 from __future__ import annotations
 
-import fcntl
 import json
+import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from fs_dagster.core.file_lock import FileLock
 
 POINTER = "current.json"
 LOADS = "loads.jsonl"
@@ -111,16 +112,11 @@ def loads_size(home: Path) -> int:
         return 0
 
 
-@contextmanager
-def locked(home: Path) -> Iterator[None]:
+def locked(home: Path) -> FileLock:
+    """The deployment's lock (``with locked(home): ...``), waited for as long as its holder works: a start or a
+    rolling switch takes seconds, and giving up would leave the caller's change undone."""
     home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return FileLock(home / LOCK, timeout=math.inf)
 
 
 def log_tail(home: Path, offset: int = 0, limit: int = 3000) -> str:
