@@ -38,8 +38,7 @@ from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.specs import FeatureGroupSpec
 from fs_dagster.source_observations import SourceVersion, describe_files, files_data_version, source_observation
 from fs_dagster.translator import FeatureGroupTranslator
-
-DATA_VERSION_TAG = "dagster/data_version"
+from fs_dagster.upstream import DATA_VERSION_TAG
 
 
 def build_external_commit_sensor(

@@ -38,8 +38,8 @@ from dagster import (
 )
 
 from fs_dagster.metadata import arrow_table_schema
+from fs_dagster.upstream import DATA_VERSION_TAG
 
-DATA_VERSION_TAG = "dagster/data_version"
 DATA_VERSION_IS_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"  # what ObserveResult sets too
 
 
