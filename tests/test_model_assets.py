@@ -49,9 +49,9 @@ from fs_dagster import (
     build_training_dataset_asset,
 )
 from fs_dagster.core.errors import NotFoundError
-from fs_dagster.core.online.embedded import EmbeddedValkey
 from fs_dagster.core.serving import processes
 from fs_dagster.core.serving.manifest import validate_seldon_deployment
+from serving_testing import stop_serving
 
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 N_TRIPS = 2000
@@ -144,18 +144,7 @@ def world(tmp_path_factory):
         with instance_for_test() as instance:
             yield World(fs, {"feature_store": resource}, instance)
     finally:
-        try:
-            dep = fs.get_deployment("late_api")
-        except Exception:  # noqa: BLE001 - never created (an early test failed)
-            dep = None
-        pid = dep.status().pid if dep is not None else None
-        if dep is not None:
-            dep.stop()
-        try:
-            if pid is not None:
-                assert processes.group_members(pid) == [], "a server process survived stop()"
-        finally:
-            EmbeddedValkey(fs.root).stop()
+        stop_serving(fs, "late_api", fs.root)
 
 
 def _check_evaluations(result) -> dict[str, object]:

@@ -52,9 +52,8 @@ from assets.monitoring import (
 from assets.sqlmesh_features import SQLMESH_ASSETS
 from assets.training_datasets import departure_delay_training_data
 from fs_dagster import FeatureGroupIOManager, FeatureStoreResource, build_model_asset
-from fs_dagster.core.online.embedded import EmbeddedValkey
-from fs_dagster.core.serving import processes
 from resources import RESOURCES
+from serving_testing import stop_serving
 
 MONTHLY_GROUPS = ("weather_hourly", "route_delay_stats", "flight_outcomes")
 KEYS = ("flight_id", "origin", "tailnum", "dest", "carrier")
@@ -133,15 +132,7 @@ def loop(tmp_path, monkeypatch):
         try:
             yield world
         finally:
-            try:
-                pid = world.fs.get_deployment(DEPLOYMENT).status().pid
-                world.fs.get_deployment(DEPLOYMENT).stop()
-                assert pid is None or processes.group_members(pid) == [], "a server process survived stop()"
-            except Exception as exc:  # noqa: BLE001 - never deployed (an earlier step failed)
-                if "not found" not in str(exc):
-                    raise
-            finally:
-                EmbeddedValkey(root).stop()
+            stop_serving(world.fs, DEPLOYMENT, root)
 
 
 def test_drift_retrains_and_redeploys_only_a_validated_model(loop) -> None:

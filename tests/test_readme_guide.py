@@ -19,7 +19,7 @@ import pytest
 from dagster import AssetKey, DagsterInvalidConfigError, EnvVar, instance_for_test, materialize
 
 from fs_dagster.core.online.embedded import EmbeddedValkey
-from fs_dagster.core.serving import processes
+from serving_testing import stop_serving
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 GUIDE_HEADING = "## Add fs-dagster to your Dagster project"
@@ -74,19 +74,7 @@ def guide(tmp_path_factory):
             with instance_for_test() as instance:
                 yield Guide(namespace, root, instance)
         finally:
-            try:
-                fs = namespace["store"].get_store() if "store" in namespace else None
-                dep = fs.get_deployment("returns_api") if fs is not None else None
-            except Exception:  # noqa: BLE001 - never deployed (the model test did not run or failed early)
-                dep = None
-            pid = dep.status().pid if dep is not None else None
-            if dep is not None:
-                dep.stop()
-            try:
-                if pid is not None:
-                    assert processes.group_members(pid) == [], "a deployment process survived stop()"
-            finally:
-                EmbeddedValkey(root).stop()
+            stop_serving(namespace["store"].get_store() if "store" in namespace else None, "returns_api", root)
 
 
 def test_the_guide_builds_definitions_and_materializes_them(guide: Guide) -> None:

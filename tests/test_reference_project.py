@@ -17,6 +17,7 @@ from assets.feature_groups import FEATURE_GROUP_SPECS
 from fs_dagster import FeatureStore
 from fs_dagster.core.online.embedded import EmbeddedValkey
 from resources.flights_source import NycFlightsSource
+from serving_testing import stop_serving
 
 REPO = Path(__file__).resolve().parents[1]
 JAN = datetime(2013, 1, 1, tzinfo=timezone.utc)
@@ -172,7 +173,6 @@ def test_reference_model_and_deployment_on_one_month(tmp_path, monkeypatch) -> N
     )
     from assets.training_datasets import departure_delay_training_data
     from fs_dagster import FeatureGroupIOManager, FeatureStoreResource
-    from fs_dagster.core.serving import processes
     from resources import RESOURCES
 
     monkeypatch.setenv("FS_DAGSTER_ROOT", str(tmp_path / "store"))  # where the SQL pipelines keep their database
@@ -182,7 +182,6 @@ def test_reference_model_and_deployment_on_one_month(tmp_path, monkeypatch) -> N
     groups = {a.key: a for a in FEATURE_GROUP_ASSETS}
     sql_groups = next(a for a in SQLMESH_ASSETS if AssetKey("route_delays_hourly") in a.keys)
     fs = store.get_store()
-    pid = None
     try:
         with instance_for_test() as instance:
             assert materialize([groups[AssetKey("aircraft")]], resources=resources, instance=instance).success
@@ -207,7 +206,6 @@ def test_reference_model_and_deployment_on_one_month(tmp_path, monkeypatch) -> N
 
             dep = fs.get_deployment(DEPLOYMENT)
             status = dep.status()
-            pid = status.pid
             endpoint = instance.get_latest_materialization_event(flight_delay_api.key).asset_materialization.metadata[
                 "fs_dagster/endpoint"].value
             assert endpoint == f"{status.url}/api/v1.0/predictions" and status.model_version == 1
@@ -238,12 +236,4 @@ def test_reference_model_and_deployment_on_one_month(tmp_path, monkeypatch) -> N
         assert len(labelled) == len(log)
         assert (labelled["actual_dep_delayed"].to_numpy() == truth.loc[labelled["flight_id"]].to_numpy()).all()
     finally:
-        try:
-            fs.get_deployment(DEPLOYMENT).stop()
-        except Exception:  # noqa: BLE001 - never created (an earlier step failed)
-            pass
-        try:
-            if pid is not None:
-                assert processes.group_members(pid) == [], "a server process survived stop()"
-        finally:
-            EmbeddedValkey(tmp_path / "store").stop()
+        stop_serving(fs, DEPLOYMENT, tmp_path / "store")

@@ -28,12 +28,12 @@ from fs_dagster import FeatureStore, InvalidDataError, NotFoundError
 from fs_dagster.cli import main as cli
 from fs_dagster.core.errors import DeploymentError
 from fs_dagster.core.models.artifacts import ModelIntegrityError
-from fs_dagster.core.online.embedded import EmbeddedValkey
 from fs_dagster.core.serving import processes
 from fs_dagster.core.serving.client import PREDICT_PATH, ServingClient
 from fs_dagster.core.serving.deployment import Deployment
 from fs_dagster.core.serving.inference_log import stream_key
 from fs_dagster.core.serving.local import marker_for
+from serving_testing import stop_serving
 
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 N_TRIPS = 240
@@ -96,13 +96,7 @@ def world(tmp_path_factory):
     try:
         yield World(fs, td, v1, v2, v3, dep)
     finally:
-        pid = dep.status().pid
-        dep.stop()
-        try:
-            if pid is not None:
-                assert processes.group_members(pid) == [], "a server process survived stop()"
-        finally:
-            EmbeddedValkey(fs.root).stop()
+        stop_serving(fs, "late_api", fs.root)
 
 
 def _entities(td, split: str = "test") -> tuple[list[dict], pd.DataFrame]:
