@@ -17,8 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Callable, Sequence
 
 from dagster import (
@@ -38,6 +36,7 @@ from dagster import (
     asset,
 )
 
+from fs_dagster.code_versions import recipe_code_version
 from fs_dagster.core.errors import FeatureStoreError, InvalidDataError
 from fs_dagster.core.feature_view import FeatureView
 from fs_dagster.core.monitoring.statistics import summarize
@@ -191,10 +190,9 @@ def build_training_dataset_asset(
     if spine_event_time is not None and spine_key is None:
         raise InvalidDataError(f"training dataset asset of {feature_view}: spine_event_time={spine_event_time!r} "
                          "needs spine= (the asset giving the spine)")
-    recipe = json.dumps({"split": split.to_dict() if split else None, "format": data_format,
-                         **({"spine_event_time": spine_event_time} if spine_key is not None else {})},
-                        sort_keys=True)
-    default_code_version = f"v{feature_view_version}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+    default_code_version = recipe_code_version(
+        f"v{feature_view_version}", split=split.to_dict() if split else None, format=data_format,
+        **({"spine_event_time": spine_event_time} if spine_key is not None else {}))
 
     def build(context, spine_rows: Any = None):
         store = getattr(context.resources, resource_key).get_store()
