@@ -39,7 +39,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 # The bench folder goes last: bench/sqlmesh.py is named like the package it measures and must not shadow it
 _BENCH = Path(__file__).resolve().parent

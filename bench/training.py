@@ -22,7 +22,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import shutil
 import sys
@@ -63,7 +62,6 @@ def build_store(root: Path, sizes: list[int]) -> dict[int, str]:
     import pandas as pd
 
     from fs_dagster import FeatureStore
-    from fs_dagster.core.specs import FeatureGroupSpec
 
     source = NycFlightsSource()
     flights = source.flights()

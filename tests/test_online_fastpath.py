@@ -762,3 +762,39 @@ def test_mget_pieces_take_packed_commands_or_keys(server) -> None:
     packed = pipeline.packed_mget_of_texts(layout.prefix, layout.key_texts([names]), "\x1f")
     got = store.mget_pieces([lambda: packed, lambda: keys, lambda: packed], lambda i, raw: raw)
     assert got == [store.mget(keys)] * 3 and got[0][-1] is None and None not in got[0][:-1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "cut_string", "garbage", "no_header", "short_array"])
+def test_a_damaged_online_value_is_named_never_served(tmp_path, damage) -> None:
+    """A value overwritten by another program or truncated: every read path (one vector, lists, frames decoded
+    with numpy or MessagePack, small and big batches) refuses it naming the group and the key, instead of
+    serving bytes of the next value (the column-wise decoder once read a cut-off string into the next row)."""
+    from fs_dagster.core.errors import DamagedOnlineValueError
+
+    fs = FeatureStore(root=tmp_path / "store", project="p")
+    try:
+        view, entries = _typed_view(fs, 150)
+        layout = view._online_layouts()[1]
+        assert layout.prefix.split(":")[-3] == "labels"
+        client = fs.online_store.client
+        key = layout.key_for(["n5"])
+        value = client.get(key)
+        damaged = {"truncated": value[:-1], "cut_string": value[:-3], "garbage": value[:HEADER_BYTES] + b"\xc1\x00",
+                   "no_header": b"hello", "short_array": value[:HEADER_BYTES] + msgpack.packb(["L1"])}[damage]
+        client.set(key, damaged)
+        reads = {
+            "vector": lambda: view.get_feature_vector(entries[5]),
+            "small list": lambda: view.get_feature_vectors(entries[:10]),
+            "list": lambda: view.get_feature_vectors(entries),
+            "pandas": lambda: view.get_feature_vectors(entries, return_type="pandas"),
+            "small pyarrow": lambda: view.get_feature_vectors(entries[:10], return_type="pyarrow"),
+            "passed": lambda: view.get_feature_vectors(entries, passed_features=[{"score": 1.0}] * 150),
+        }
+        for name, read in reads.items():
+            with pytest.raises(DamagedOnlineValueError, match=r"labels v1 for \{'name': 'n5'\} is damaged"):
+                read()
+        with pytest.raises(DamagedOnlineValueError, match="labels v1 for .*n5"):
+            fs.online_store.get(layout, [["n5"]])
+        assert view.get_feature_vectors(entries[6:], return_type="pandas").shape == (144, len(view.feature_names))
+    finally:
+        EmbeddedValkey(fs.root).stop()

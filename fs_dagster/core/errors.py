@@ -47,6 +47,11 @@ class DamagedTableError(FeatureStoreError):
     or the registry lists a commit the timeline lacks. The message names the file; nothing was changed."""
 
 
+class DamagedOnlineValueError(FeatureStoreError):
+    """A value in the online store that is not one fs-dagster wrote for its key's layout (truncated, overwritten
+    by another program). The message names the feature group and the key; nothing is served from it."""
+
+
 class WriteFailedError(FeatureStoreError, OSError):
     """The storage refused a write (disk full, quota, read-only, I/O error). The message names the table and the
     file being written; the files of the failed commit were removed, so the table is as of its last commit.

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
-from fs_dagster.core.online.codec import KEY_SEPARATOR, decode_present, decode_vectors
+from fs_dagster.core.online.codec import KEY_SEPARATOR, check_values, decode_present, decode_vectors
 from fs_dagster.core.online.columns import (
     decode_columns,
     missing_value,
@@ -539,7 +539,8 @@ class FeatureView:
                 return build
 
             def handle(i: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
-                return plan.group_columns(pieces[i][0], raw)
+                g, a, b = pieces[i]
+                return plan.group_columns(g, raw, entries[a:b])
 
             try:
                 results = self._store.online_store.mget_pieces([keys_of(*piece) for piece in pieces], handle)
@@ -548,7 +549,7 @@ class FeatureView:
         if results is None:
             raw = self._fetch(plan, entries)
             bounds = [(0, n)]
-            results = [plan.group_columns(g, raw[g * n : (g + 1) * n]) for g in groups]
+            results = [plan.group_columns(g, raw[g * n : (g + 1) * n], entries) for g in groups]
         # results: per piece of entries (bounds), per group: (value arrays, missing rows)
         per_piece = [results[i * len(groups) : (i + 1) * len(groups)] for i in range(len(bounds))]
         missing = [_concat_missing([piece[g][1] for piece in per_piece], [b - a for a, b in bounds])
@@ -618,7 +619,11 @@ class FeatureView:
                 vectors = [transformations.transform_vector(names, vector) for vector in vectors]
             return vectors
         n_groups = len(layouts)
-        decoded = [layouts[g].decode_many(raw[g * n : (g + 1) * n]) for g in range(n_groups)]
+        try:
+            decoded = [layouts[g].decode_many(raw[g * n : (g + 1) * n]) for g in range(n_groups)]
+        except (ValueError, TypeError):
+            plan.check_values(entries, raw)
+            raise
         positions = [
             {name: i for i, name in enumerate(layout.key_columns + layout.value_columns)} for layout in layouts
         ]
@@ -840,7 +845,18 @@ class _ServingPlan:
         packed = packed_mget_of_texts(layout.prefix, texts, KEY_SEPARATOR) if entries else None
         return packed if packed is not None else layout.keys_for(columns)
 
-    def group_columns(self, g: int, raw: list[bytes | None]) -> tuple[dict[int, pa.Array], list[bool] | None]:
+    def check_values(self, entries: list[Any], raw: Sequence[bytes | None]) -> None:
+        """Raises DamagedOnlineValueError naming the first damaged value of ``raw`` (every group's values of
+        ``entries``, group by group) and its key: called when a batch does not decode."""
+        n = len(entries)
+        for g, layout in enumerate(self.layouts):
+            self.check_group(g, entries, raw[g * n : (g + 1) * n])
+
+    def check_group(self, g: int, entries: list[Any], raw: Sequence[bytes | None]) -> None:
+        check_values(raw, self.layouts[g], lambda i: {k: entries[i][k] for k in self.key_columns[g]})
+
+    def group_columns(self, g: int, raw: list[bytes | None], entries: list[Any],
+                      ) -> tuple[dict[int, pa.Array], list[bool] | None]:
         """Group ``g``'s wanted stored values of a batch as typed arrays (by value column index; nulls where a
         row is missing), and which rows are missing (None: none). Decoded with numpy for
         :data:`_NUMPY_DECODE_MIN_ROWS`+ rows, else (and for types that decoder does not handle) by MessagePack
@@ -854,7 +870,12 @@ class _ServingPlan:
             raw = [filler if value is None else value for value in raw]
         arrays = decode_columns(raw, layout, wanted) if len(raw) >= _NUMPY_DECODE_MIN_ROWS else None
         if arrays is None:
-            transposed = list(zip(*decode_present(raw))) if raw else [()] * len(layout.value_columns)
+            try:
+                transposed = list(zip(*decode_present(raw, len(layout.value_columns)))) if raw else \
+                    [()] * len(layout.value_columns)
+            except (ValueError, TypeError):
+                self.check_group(g, entries, raw)
+                raise
             arrays = {i: stored_values_array(list(transposed[i]), layout.value_types[i]) for i in wanted}
         return arrays, missing
 
@@ -869,6 +890,13 @@ class _ServingPlan:
         return keys
 
     def assemble(self, entries: list[Any], raw: list[bytes]) -> list[list[Any]]:
+        try:
+            return self._assemble(entries, raw)
+        except (ValueError, TypeError, IndexError):
+            self.check_values(entries, raw)
+            raise
+
+    def _assemble(self, entries: list[Any], raw: list[bytes]) -> list[list[Any]]:
         n = len(entries)
         if all(getter is None for getter in self.getters):  # every stored value, in order: lists straight from C
             vectors = decode_vectors(raw, n, self.layouts)

@@ -51,7 +51,6 @@ from fs_dagster.core.offline.hudi_properties import (
     write_atomically,
 )
 from fs_dagster.core.offline.hudi_schema import (
-    META_COLUMNS,
     META_SCHEMA,
     avro_schema,
     canonicalize_new_table,

@@ -21,14 +21,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs_dagster.core.errors import InvalidDataError
+from fs_dagster.core.errors import DamagedOnlineValueError, InvalidDataError
 
 HEADER_BYTES = 37
 EVENT_OFFSET = 10**18  # keeps pre-1970 event times positive so fixed-width digits compare in order
@@ -227,6 +227,8 @@ class OnlineLayout:
                 out.append(None)
                 continue
             row = next(decoded)
+            if len(row) != len(converters):
+                raise ValueError(f"a value that is not an array of {len(converters)}")
             if needs:
                 row = tuple(v if conv is None or v is None else conv(v) for v, conv in zip(row, converters))
             out.append(row)
@@ -243,11 +245,18 @@ def _instant_bytes(instant: str) -> bytes:
     return instant.encode()
 
 
-def decode_present(raw: Sequence[bytes]) -> tuple[tuple, ...]:
+def decode_present(raw: Sequence[bytes], width: int | None = None) -> tuple[tuple, ...]:
     """The value tuples of stored values (none missing), in one C call, without Python types for timestamps and
-    dates (see :meth:`OnlineLayout.value_converters`)."""
+    dates (see :meth:`OnlineLayout.value_converters`).
+
+    Raises:
+        ValueError: a value does not decode, or (``width`` given) is not an array of ``width`` values.
+    """
     blob = b"\xdd" + len(raw).to_bytes(4, "big") + b"".join([v[HEADER_BYTES:] for v in raw])
-    return msgpack.unpackb(blob, use_list=False)
+    rows = msgpack.unpackb(blob, use_list=False)
+    if width is not None and rows and set(map(len, rows)) != {width}:
+        raise ValueError(f"a value that is not an array of {width}")
+    return rows
 
 
 def decode_vectors(raw: Sequence[bytes], n: int, layouts: Sequence[OnlineLayout]) -> list[list[Any]]:
@@ -263,6 +272,33 @@ def decode_vectors(raw: Sequence[bytes], n: int, layouts: Sequence[OnlineLayout]
         skip = HEADER_BYTES + len(_array_header(len(layout.value_columns)))
         parts[g + 1 :: count + 1] = [value[skip:] for value in raw[g * n : (g + 1) * n]]
     return msgpack.unpackb(b"\xdd" + n.to_bytes(4, "big") + b"".join(parts), use_list=True)
+
+
+def check_values(raw: Sequence[bytes | None], layout: OnlineLayout, key_of: Callable[[int], Any]) -> None:
+    """Raises DamagedOnlineValueError naming the first of ``raw`` that is not a value fs-dagster wrote for
+    ``layout`` (its header and one MessagePack array of the layout's values), as ``key_of(its index)``; called
+    when a batch does not decode, to say which value is damaged."""
+    for index, value in enumerate(raw):
+        if value is None:
+            continue
+        problem = None
+        if len(value) <= HEADER_BYTES or not value[:HEADER_BYTES].isdigit():
+            problem = f"no {HEADER_BYTES}-digit header"
+        else:
+            try:
+                decoded = msgpack.unpackb(value[HEADER_BYTES:], use_list=False)
+            except (ValueError, TypeError) as exc:  # (msgpack's errors, UnicodeDecodeError, are ValueErrors)
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if not isinstance(decoded, tuple) or len(decoded) != len(layout.value_columns):
+                    problem = f"not an array of its {len(layout.value_columns)} value columns"
+        if problem:
+            group = layout.prefix.rstrip("|").split(":")
+            raise DamagedOnlineValueError(
+                f"online value of feature group {group[-3]} v{group[-2]} for {key_of(index)} is damaged or was "
+                f"not written by fs-dagster ({problem}; {len(value)} bytes); delete the key and resync "
+                f"(fg.sync_online(full=True)) to serve it again"
+            )
 
 
 def header_of(value: bytes) -> tuple[int, str]:

@@ -2,12 +2,14 @@
 
 A feature group's stored values of a whole batch are decoded column by column with numpy
 (:func:`decode_columns`), never as a Python row per entity: each value is a 37-byte header and a MessagePack array
-(see :mod:`.codec`), so with every value of the batch in one buffer, the element of column ``j`` of every row
-starts at a known position per row; its type tags are read for all rows at once, the numbers are gathered as
-big-endian 8-byte words at those positions (a strided view of the buffer, no copy), strings are cut out of the
-buffer into an Arrow string array, and the positions move on to column ``j + 1``. Columns after the last wanted
-one are not looked at. A column type or tag it does not handle sends the group to the plain path
-(:func:`stored_values_array` over MessagePack's rows), which gives the same arrays.
+(see :mod:`.codec`), so with every value of the batch in one buffer, a walk finds where element ``j`` of every
+row is: from element ``j - 1``'s position and size (read from its type tag, or its length for a long string), a
+few numpy calls per column whatever its type. Then the wanted columns are decoded from their tags and positions:
+numbers gathered as big-endian 8-byte words (a strided view of the buffer, no copy), all string columns cut out
+together into one Arrow string array (one gather, one UTF-8 check) of which each column is a slice. Columns after
+the last wanted one are not looked at. An element that runs past its value (a damaged value) or a column type or
+tag this decoder does not handle sends the group to the plain path (:func:`stored_values_array` over
+MessagePack's rows), which gives the same arrays or names the damaged value.
 
 Types are those of training and batch data (:meth:`FeatureView.get_batch_data`): the offline column's type,
 timestamps as ``timestamp[us, tz=UTC]`` (the online store keeps microseconds; pandas gets
@@ -111,21 +113,24 @@ def to_pandas(table: pa.Table) -> Any:
 # --- numpy decoding of MessagePack rows ----------------------------------------------------------------------
 
 _NIL = 0xC0
-# bytes after the type tag of every MessagePack element our encoder writes (-1: str/bin, a length follows;
-# -2: anything else, e.g. arrays of list columns: not handled here)
-_TAIL = np.full(256, -2, dtype=np.int64)
-_TAIL[0x00:0x80] = 0  # positive fixint
-_TAIL[0xE0:0x100] = 0  # negative fixint
-_TAIL[[0xC0, 0xC2, 0xC3]] = 0  # nil, false, true
-_TAIL[[0xCC, 0xCD, 0xCE, 0xCF, 0xD0, 0xD1, 0xD2, 0xD3]] = [1, 2, 4, 8, 1, 2, 4, 8]  # uint8..64, int8..64
-_TAIL[[0xCA, 0xCB]] = [4, 8]  # float32, float64
-_TAIL[0xA0:0xC0] = -1  # fixstr
-_TAIL[[0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6]] = -1  # str8/16/32, bin8/16/32
+_VARIABLE = [0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6]  # str8/16/32, bin8/16/32: a length follows the tag
+# size of every MessagePack element our encoder writes, its tag included: fixed-size elements and fixstr (the
+# length is in the tag); 0: str/bin with a length field; -1: anything else (e.g. arrays of list columns: not
+# handled here)
+_SIZE = np.full(256, -1, dtype=np.int64)
+_SIZE[0x00:0x80] = 1  # positive fixint
+_SIZE[0xE0:0x100] = 1  # negative fixint
+_SIZE[[0xC0, 0xC2, 0xC3]] = 1  # nil, false, true
+_SIZE[[0xCC, 0xCD, 0xCE, 0xCF, 0xD0, 0xD1, 0xD2, 0xD3]] = [2, 3, 5, 9, 2, 3, 5, 9]  # uint8..64, int8..64
+_SIZE[[0xCA, 0xCB]] = [5, 9]  # float32, float64
+_SIZE[0xA0:0xC0] = 1 + np.arange(32)  # fixstr
+_SIZE[_VARIABLE] = 0
+_TAIL = np.maximum(_SIZE - 1, 0)  # bytes after the tag of a fixed-size element
 # str/bin: bytes of the length after the tag (fixstr: 0, the length is in the tag)
 _LENGTH_BYTES = np.zeros(256, dtype=np.int64)
-_LENGTH_BYTES[[0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6]] = [1, 2, 4, 1, 2, 4]
+_LENGTH_BYTES[_VARIABLE] = [1, 2, 4, 1, 2, 4]
 _LENGTH_SHIFT = np.zeros(256, dtype=np.uint64)  # the length is the first 1/2/4 bytes of the 8 after the tag
-_LENGTH_SHIFT[[0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6]] = [56, 48, 32, 56, 48, 32]
+_LENGTH_SHIFT[_VARIABLE] = [56, 48, 32, 56, 48, 32]
 
 
 def _tag_set(*tags: int | range) -> np.ndarray:
@@ -137,7 +142,6 @@ def _tag_set(*tags: int | range) -> np.ndarray:
 
 _INT_TAGS = _tag_set(range(0x00, 0x80), range(0xE0, 0x100), range(0xCC, 0xD4), _NIL)  # (0xCC..0xD3)
 _FLOAT_TAGS = _tag_set(0xCB, _NIL)
-_BOOL_TAGS = _tag_set(0xC2, 0xC3, _NIL)
 _STR_TAGS = _tag_set(range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB, _NIL)
 _BIN_TAGS = _tag_set(0xC4, 0xC5, 0xC6, _NIL)
 _UNSIGNED_TAGS = _tag_set(range(0x00, 0x80), range(0xCC, 0xD0))
@@ -150,7 +154,7 @@ _FIXINT = _tag_set(range(0x00, 0x80), range(0xE0, 0x100))
 
 
 class _Rows:
-    """Every stored value of one feature group for a batch, in one buffer, with each row's current position."""
+    """Every stored value of one feature group for a batch, in one buffer, and where each row's elements are."""
 
     def __init__(self, values: Sequence[bytes], layout: OnlineLayout) -> None:
         n = len(values)
@@ -160,59 +164,51 @@ class _Rows:
         # the 8 bytes from every offset as one big-endian word: a view of the same memory, no copy
         self.words = np.ndarray((len(blob) - 8,), dtype=">u8", buffer=blob, offset=0, strides=(1,))
         self.floats = np.ndarray((len(blob) - 8,), dtype=">f8", buffer=blob, offset=0, strides=(1,))
-        starts = np.cumsum(lengths) - lengths
+        self.ends = np.cumsum(lengths)
+        starts = self.ends - lengths
         head = _array_header(len(layout.value_columns))
         self.ok = n == 0 or bool((lengths >= HEADER_BYTES + len(head)).all() and all(
             (self.buffer[starts + HEADER_BYTES + i] == byte).all() for i, byte in enumerate(head)))
-        self.position = starts + (HEADER_BYTES + len(head))
+        self.first = starts + (HEADER_BYTES + len(head))
         self.n = n
 
-    def skip(self) -> bool:
-        """Moves every row past its current element (False: an element this decoder does not handle)."""
-        tags = self.buffer[self.position]
-        first = tags[0]
-        if (tags == first).all():  # one element size in every row (times, codes, floats without nulls)
-            if _TAIL[first] >= 0:
-                self.position += 1 + _TAIL[first]
-                return True
-            if (first & 0xE0) == 0xA0:
-                self.position += 1 + (first & 0x1F)
-                return True
-        if ((tags & 0xE0) == 0xA0).all():  # short strings
-            self.position += 1 + (tags & 0x1F)
-            return True
-        tail = _TAIL[tags]
-        if (tail >= 0).all():
-            self.position += 1 + tail
-            return True
-        if (tail == -2).any():
-            return False
-        lengths = (self.words[self.position + 1] >> _LENGTH_SHIFT[tags]).astype(np.int64)
-        fixstr = (tags & 0xE0) == 0xA0
-        lengths[fixstr] = tags[fixstr] & 0x1F
-        self.position += 1 + np.where(tail == -1, _LENGTH_BYTES[tags] + lengths, tail)
-        return True
+    def walk(self, wanted: set[int], last: int) -> dict[int, tuple[np.ndarray, np.ndarray]] | None:
+        """Type tags and positions of elements ``wanted`` (value column indices, up to ``last``) of every row,
+        found element by element: each step is a few numpy calls over all rows, whatever the types. None: an
+        element this decoder does not handle, or one that runs past its value (damaged: MessagePack's row-wise
+        decoding then names it)."""
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        position = self.first
+        try:
+            for index in range(last + 1):
+                tags = self.buffer[position]
+                size = _SIZE[tags]
+                if index in wanted:
+                    found[index] = (tags, position)
+                if size.min() <= 0:
+                    if size.min() < 0:
+                        return None
+                    lengths = (self.words[position + 1] >> _LENGTH_SHIFT[tags]).astype(np.int64)
+                    size = np.where(size == 0, 1 + _LENGTH_BYTES[tags] + lengths, size)
+                position = position + size
+        except IndexError:  # (a length that points past the buffer)
+            return None
+        return found if (position <= self.ends).all() else None
 
-    def floats_column(self) -> pa.Array | None:
-        tags = self.buffer[self.position]
+    def floats_array(self, tags: np.ndarray, position: np.ndarray) -> pa.Array | None:
         if (tags == 0xCB).all():  # (no nulls: the common case, fewest numpy calls)
-            values = self.floats[self.position + 1].astype(np.float64)
-            self.position += 9
-            return pa.array(values)
+            return pa.array(self.floats[position + 1].astype(np.float64))
         if not _FLOAT_TAGS[tags].all():
             return None
         nil = tags == _NIL
-        values = self.floats[self.position + 1].astype(np.float64)
+        values = self.floats[position + 1].astype(np.float64)
         values[nil] = 0.0
-        self.position += np.where(nil, 1, 9)
         return pa.array(values, mask=nil)
 
-    def ints_column(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def ints(self, tags: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Integers as int64 (and the null mask); None for a tag of another type."""
-        tags = self.buffer[self.position]
         top = tags.max()
         if top < 0x80:  # small non-negative ints (hours, counts): positive fixints, the tag is the value
-            self.position += 1
             return tags.astype(np.int64), None
         first = tags[0]
         if (tags == first).all():  # one encoding for every row (e.g. timestamps: all uint64)
@@ -221,73 +217,70 @@ class _Rows:
             if _FIXINT[first]:
                 values = tags.view(np.int8).astype(np.int64)
             elif first == _NIL:
-                values = np.zeros(self.n, dtype=np.int64)
+                return np.zeros(self.n, dtype=np.int64), np.ones(self.n, dtype=bool)
             else:
-                values = (self.words[self.position + 1] >> _SHIFT[first]).astype(np.int64)
+                values = (self.words[position + 1] >> _SHIFT[first]).astype(np.int64)
                 if _SIGN_BIT[first]:
                     values -= (values & _SIGN_BIT[first]) << 1
-            self.position += 1 + _TAIL[first]
-            return values, (np.ones(self.n, dtype=bool) if first == _NIL else None)
-        if top <= 0xCF and _UNSIGNED_TAGS[tags].all():  # non-negative: positive fixints and uint8..64
-            payload = (self.words[self.position + 1] >> _SHIFT[tags]).astype(np.int64)
-            values = np.where(tags < 0x80, tags, payload)
-            self.position += 1 + _TAIL[tags]
             return values, None
+        if top <= 0xCF and _UNSIGNED_TAGS[tags].all():  # non-negative: positive fixints and uint8..64
+            payload = (self.words[position + 1] >> _SHIFT[tags]).astype(np.int64)
+            return np.where(tags < 0x80, tags, payload), None
         if not _INT_TAGS[tags].all():
             return None
-        values = (self.words[self.position + 1] >> _SHIFT[tags]).astype(np.int64)
+        values = (self.words[position + 1] >> _SHIFT[tags]).astype(np.int64)
         sign = _SIGN_BIT[tags]
         values -= (values & sign) << 1  # two's complement of 1/2/4-byte signed payloads
         fixint = _FIXINT[tags]
         values[fixint] = tags[fixint].view(np.int8)
         nil = tags == _NIL
         values[nil] = 0
-        self.position += 1 + _TAIL[tags]
         return values, (nil if nil.any() else None)
 
-    def bools_column(self) -> pa.Array | None:
-        tags = self.buffer[self.position]
+    def bools_array(self, tags: np.ndarray) -> pa.Array | None:
         values = tags == 0xC3
         nil = tags == _NIL
         if not ((tags == 0xC2) | values | nil).all():
             return None
-        self.position += 1
         return pa.array(values, mask=nil if nil.any() else None)
 
-    def bytes_column(self, arrow_type: pa.DataType, text: bool) -> pa.Array | None:
-        """A str (``text``) or bin column as an array of ``arrow_type`` (string/binary or their large forms),
-        cut out of the buffer (no Python object per value)."""
-        tags = self.buffer[self.position]
+    def bytes_arrays(self, columns: list[tuple[np.ndarray, np.ndarray]], arrow_type: pa.DataType,
+                     text: bool) -> list[pa.Array] | None:
+        """Str (``text``) or bin columns, all of one ``arrow_type`` (string/binary or their large forms), cut out
+        of the buffer together (one gather, one UTF-8 check, no Python object per value) as slices of one array.
+        (Tried and slower for the short strings of feature data: a string-view array over the buffer, cast.)"""
+        tags = columns[0][0] if len(columns) == 1 else np.concatenate([t for t, _ in columns])
+        position = columns[0][1] if len(columns) == 1 else np.concatenate([p for _, p in columns])
         nil = None
         if text and ((tags & 0xE0) == 0xA0).all():  # (short strings, no nulls: the common case)
             lengths = tags & 0x1F
-            starts = self.position + 1
+            starts = position + 1
         else:
             if not (_STR_TAGS if text else _BIN_TAGS)[tags].all():
                 return None
-            lengths = (self.words[self.position + 1] >> _LENGTH_SHIFT[tags]).astype(np.int64)
+            lengths = (self.words[position + 1] >> _LENGTH_SHIFT[tags]).astype(np.int64)
             fixstr = (tags & 0xE0) == 0xA0
             lengths[fixstr] = tags[fixstr] & 0x1F
             nil = tags == _NIL
             lengths[nil] = 0
-            starts = self.position + 1 + _LENGTH_BYTES[tags]
-        self.position = starts + lengths
+            starts = position + 1 + _LENGTH_BYTES[tags]
         large = pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type)
-        offsets = np.empty(self.n + 1, dtype=np.int64 if large else np.int32)
+        size = len(tags)
+        offsets = np.empty(size + 1, dtype=np.int64 if large else np.int32)
         offsets[0] = 0
-        np.cumsum(lengths, out=offsets[1:], dtype=offsets.dtype)
         total = int(lengths.sum(dtype=np.int64))
         if total >= 2**31 - 1 and not large:
             return None
+        np.cumsum(lengths, out=offsets[1:], dtype=offsets.dtype)
         data = self.buffer[np.repeat(starts - offsets[:-1], lengths) + np.arange(total)] if total else _NO_BYTES
         validity, nulls = None, 0
         if nil is not None and nil.any():
             validity, nulls = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
-        array = pa.Array.from_buffers(arrow_type, self.n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+        array = pa.Array.from_buffers(arrow_type, size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
                                       null_count=nulls)
         if text:
             array.validate(full=True)  # (UTF-8: a str element that is not would fail later, in to_pandas)
-        return array
+        return [array] if len(columns) == 1 else [array.slice(i * self.n, self.n) for i in range(len(columns))]
 
 
 def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequence[int]) -> dict[int, pa.Array] | None:
@@ -305,36 +298,43 @@ def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequen
     rows = _Rows(values, layout)
     if not rows.ok:
         return None
-    want = set(wanted)
+    elements = rows.walk(set(wanted), max(wanted))
+    if elements is None:
+        return None
     out: dict[int, pa.Array] = {}
-    for index in range(max(wanted) + 1):
-        if index not in want:
-            if not rows.skip():
-                return None
-            continue
+    byte_columns: dict[tuple[pa.DataType, bool], list[int]] = {}  # str/bin columns, cut out together by type
+    for index in sorted(elements):
+        tags, position = elements[index]
         arrow_type = layout.value_types[index]
         if pa.types.is_dictionary(arrow_type):
             arrow_type = arrow_type.value_type
         column: pa.Array | None
         if pa.types.is_floating(arrow_type):
-            column = rows.floats_column()
+            column = rows.floats_array(tags, position)
             if column is not None and arrow_type != pa.float64():
                 column = column.cast(arrow_type)
         elif pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type) or (
                 pa.types.is_integer(arrow_type) and arrow_type != pa.uint64()):
-            decoded = rows.ints_column()
+            decoded = rows.ints(tags, position)
             column = None if decoded is None else _int_array(*decoded, arrow_type)
         elif pa.types.is_boolean(arrow_type):
-            column = rows.bools_column()
+            column = rows.bools_array(tags)
         elif pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-            column = rows.bytes_column(arrow_type, True)
+            byte_columns.setdefault((arrow_type, True), []).append(index)
+            continue
         elif pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-            column = rows.bytes_column(arrow_type, False)
+            byte_columns.setdefault((arrow_type, False), []).append(index)
+            continue
         else:
             return None
         if column is None:
             return None
         out[index] = column
+    for (arrow_type, text), indices in byte_columns.items():
+        arrays = rows.bytes_arrays([elements[i] for i in indices], arrow_type, text)
+        if arrays is None:
+            return None
+        out.update(zip(indices, arrays))
     return out
 
 

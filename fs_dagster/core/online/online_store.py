@@ -41,6 +41,7 @@ from fs_dagster.core.online.codec import (
     OnlineLayout,
     _instant_bytes,
     _offsets,
+    check_values,
 )
 
 # KEYS[i] gets ARGV[i + 1] if its header is >= the stored value's (or nothing is stored); ARGV[1] is the TTL.
@@ -450,7 +451,12 @@ class OnlineStore:
 
     def get(self, layout: OnlineLayout, entities: Iterable[Sequence[Any]]) -> list[tuple | None]:
         keys = [layout.key_for(e) for e in entities]
-        return layout.decode_many(self.mget(keys))
+        raw = self.mget(keys)
+        try:
+            return layout.decode_many(raw)
+        except (ValueError, TypeError):
+            check_values(raw, layout, lambda i: keys[i].decode(errors="replace"))
+            raise
 
     def scan_keys(self, match: str, count: int = 1000) -> Iterator[bytes]:
         """Keys matching ``match`` (every primary in cluster mode); errors are translated as for other calls (a
