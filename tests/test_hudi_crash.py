@@ -32,7 +32,7 @@ from fs_dagster.core.offline.fault_points import ENV_VAR
 from fs_dagster.core.offline.hudi_lock import TableWriteLock
 from fs_dagster.core.offline.hudi_reader import HudiTableReader
 from fs_dagster.core.offline.hudi_writer import HudiWriter
-from hudi_crash_writer import CONFIG, PART_SIZE, make_batch, make_keys, partition_of
+from hudi_crash_writer import CONFIG, PART_SIZE, make_batch, partition_of
 from hudi_testing import assert_table_clean, instants_on_disk, listing, rs_changes, rs_commits, rs_read
 
 HELPER = Path(__file__).with_name("hudi_crash_writer.py")

@@ -299,7 +299,6 @@ def _switch_under_fire(world: World, action) -> tuple[object, _Firing, float]:
     firing.start()
     time.sleep(1.0)
     baseline = firing.gap(0)
-    switched_at = time.monotonic()
     report = action()
     time.sleep(0.5)
     firing.halt.set()
