@@ -267,6 +267,40 @@ class FeatureStore:
             spec.get("transformation_functions"), spec.get("request_keys", ()),
         )
 
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes this store's connections (online store, registry database); they reopen if the store is used
+        again. The embedded Valkey server keeps running for other processes of the root (see
+        :meth:`stop_embedded_online_store`). ``with FeatureStore(...) as fs:`` closes on exit."""
+        with self._lock:
+            online, self._online = self._online, None
+        if online is not None:
+            online.close()
+        if "registry" in self.__dict__:  # (a cached_property: only if it was opened)
+            self.registry.dispose()
+
+    def stop_embedded_online_store(self, timeout: float = 10.0) -> bool:
+        """Closes the connections and stops the embedded Valkey server of :attr:`root` (it saves its data first;
+        the next online read or write starts it again). Returns False if none was running. A store configured with
+        an external Valkey (``OnlineStoreConfig(url=...)``) has no embedded server: nothing is stopped.
+
+        Raises:
+            EmbeddedServerError: the server did not stop within ``timeout`` seconds.
+        """
+        self.close()
+        if self.online_config.url:
+            return False
+        from fs_dagster.core.online.embedded import EmbeddedValkey
+
+        return EmbeddedValkey(self.root).stop(timeout)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 
 def _warn_kept_descriptions(stored: FeatureGroupSpec, given: dict[str, Any]) -> None:

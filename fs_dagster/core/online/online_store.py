@@ -473,7 +473,12 @@ class OnlineStore:
         return bool(self._call("ping", lambda: self.client.ping()))
 
     def close(self) -> None:
+        """Closes the connections (they reconnect if the store is used again)."""
         _close_quietly(self.client)
+        try:
+            self.client.connection_pool.disconnect()  # (close() leaves a pool it was given open)
+        except Exception:
+            pass
 
     def __enter__(self) -> OnlineStore:
         return self
