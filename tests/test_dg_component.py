@@ -135,6 +135,28 @@ def test_bad_yaml_is_refused_naming_the_group() -> None:
         component.build_defs(Context())
 
 
+def test_store_settings_not_given_in_yaml_come_from_the_environment(tmp_path, monkeypatch) -> None:
+    """``store:`` fields left out take the resource's defaults, environment first (as everywhere else), instead of
+    a fixed ``.fs_store`` that ignored ``FS_DAGSTER_ROOT``."""
+    monkeypatch.setenv("FS_DAGSTER_ROOT", str(tmp_path / "from_env"))
+    monkeypatch.setenv("FS_DAGSTER_ONLINE_URL", "valkey://cache.internal:6380/2")
+
+    class Context:
+        path = tmp_path
+
+    def resource(store: dict) -> object:
+        defs = FeatureStoreComponent.resolve_from_dict({"store": store}).build_defs(Context())
+        return defs.resources["feature_store"]
+
+    given_project = resource({"project": "shop"})
+    assert (given_project.root, given_project.project) == (str(tmp_path / "from_env"), "shop")
+    assert given_project.online_url == "valkey://cache.internal:6380/2"
+    explicit = resource({"root": str(tmp_path / "yaml_root"), "online_url": "valkey://other:6379/0",
+                         "registry_url": "sqlite:///" + str(tmp_path / "r.db")})
+    assert (explicit.root, explicit.project) == (str(tmp_path / "yaml_root"), "default")
+    assert explicit.online_url == "valkey://other:6379/0" and explicit.registry_url.endswith("r.db")
+
+
 def _empty_project(tmp_path: Path) -> Project:
     """A new dg project with nothing in it (what ``create-dagster project`` makes, minus the packaging)."""
     root = tmp_path / "starter_project"
@@ -162,10 +184,9 @@ def test_dg_scaffold_writes_a_starter_that_loads_and_materializes(tmp_path) -> N
         assets = {a["asset_key"] for a in json.loads(project.dg("list", "defs", "--json"))["assets"]}
         assert assets == {"example_features"}
         project.dg("launch", "--assets", "example_features", "--config-json", IN_PROCESS)
-        # the starter's store root is relative: the run's working directory is the project
-        fg = FeatureStore(root=project.root / ".fs_store").get_feature_group("example_features")
+        # the starter names no root: the run's store is $FS_DAGSTER_ROOT's (the project's environment sets it)
+        assert not (project.root / ".fs_store").exists()
+        fg = FeatureStore(root=project.store).get_feature_group("example_features")
         assert fg.read().sort_values("entity_id")["value"].tolist() == [0.5, 1.5]
     finally:
-        from fs_dagster.core.online.embedded import EmbeddedValkey
-
-        EmbeddedValkey(project.root / ".fs_store").stop()
+        project.stop_online()

@@ -200,9 +200,18 @@ class FeatureViewModel(Resolvable, Model):
 
 
 class StoreModel(Resolvable, Model):
-    root: str = ".fs_store"
-    project: str = "default"
-    registry_url: Optional[str] = None
+    """The feature store resource's settings; an unset one takes ``FeatureStoreResource``'s default (its
+    ``FS_DAGSTER_*`` environment variable first, as everywhere else)."""
+
+    root: Optional[str] = Field(None, description="Store root (default: $FS_DAGSTER_ROOT, else .fs_store).")
+    project: Optional[str] = Field(None, description="Project (default: $FS_DAGSTER_PROJECT, else default).")
+    registry_url: Optional[str] = Field(None, description="Registry database URL (default: "
+                                        "$FS_DAGSTER_REGISTRY_URL, else SQLite under the root).")
+    online_url: Optional[str] = Field(None, description="Valkey URL of the online store (default: "
+                                      "$FS_DAGSTER_ONLINE_URL, else the root's embedded valkey-server).")
+    online_username: Optional[str] = Field(None, description="Valkey ACL user.")
+    online_password: Optional[str] = Field(None, description="Valkey password (default: "
+                                           "$FS_DAGSTER_ONLINE_PASSWORD); give it as {{ env.NAME }}.")
 
 
 class FeatureStoreScaffolder(Scaffolder):
@@ -217,7 +226,7 @@ class FeatureStoreScaffolder(Scaffolder):
 
 
 STARTER_ATTRIBUTES: dict[str, Any] = {
-    "store": {"root": ".fs_store", "project": "default"},
+    "store": {"project": "default"},  # (root: $FS_DAGSTER_ROOT, else .fs_store)
     "feature_groups": [{
         "name": "example_features",
         "primary_key": ["entity_id"],
@@ -293,8 +302,8 @@ class FeatureStoreComponent(Component, Resolvable, Model):
         from fs_dagster.io_manager import FeatureGroupIOManager
         from fs_dagster.resource import FeatureStoreResource
 
-        store = FeatureStoreResource(root=self.store.root, project=self.store.project,
-                                     registry_url=self.store.registry_url)
+        given = {name: value for name, value in self.store.model_dump().items() if value is not None}
+        store = FeatureStoreResource(**given)
         return {self.resource_key: store, self.io_manager_key: FeatureGroupIOManager(feature_store=store)}
 
     def _computation(self, group: FeatureGroupModel, folder: Path) -> Callable[..., Any]:
