@@ -535,11 +535,25 @@ def _assert_frames_match_lists(view, entries, **options) -> None:
         assert all(_same(g, e) for g, e in zip(values, expected)), (name, values[:12], expected[:12])
 
 
-@pytest.mark.parametrize("numpy_decoder", [True, False], ids=["numpy", "msgpack"])
-def test_frames_hold_the_list_values_typed_as_training_data(tmp_path, monkeypatch, numpy_decoder) -> None:
-    """pandas / pyarrow batches, built column-wise (by the numpy decoder or MessagePack rows), give the values of
-    the lists for every type, with the column types of training data."""
-    monkeypatch.setattr(feature_view, "_NUMPY_DECODE_MIN_ROWS", 0 if numpy_decoder else 10**9)
+def _use_decoder(monkeypatch, decoder: str) -> None:
+    """Column-wise batches decoded by the compiled kernels (numba), numpy, or MessagePack rows."""
+    from fs_dagster.core.online import compiled
+
+    if decoder == "compiled" and compiled.kernels() is None:
+        pytest.skip("numba (the fast extra) is not installed")
+    if decoder == "numpy":
+        monkeypatch.setattr(compiled, "kernels", lambda: None)
+    monkeypatch.setattr(feature_view, "_NUMPY_DECODE_MIN_ROWS", 10**9 if decoder == "msgpack" else 0)
+
+
+DECODERS = ["compiled", "numpy", "msgpack"]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_frames_hold_the_list_values_typed_as_training_data(tmp_path, monkeypatch, decoder) -> None:
+    """pandas / pyarrow batches, built column-wise (by the compiled or numpy decoder, or MessagePack rows), give
+    the values of the lists for every type, with the column types of training data."""
+    _use_decoder(monkeypatch, decoder)
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
         view, entries = _typed_view(fs, 150)
@@ -566,9 +580,9 @@ def test_frames_hold_the_list_values_typed_as_training_data(tmp_path, monkeypatc
         EmbeddedValkey(fs.root).stop()
 
 
-@pytest.mark.parametrize("numpy_decoder", [True, False], ids=["numpy", "msgpack"])
-def test_frames_missing_rows_and_passed_features(tmp_path, monkeypatch, numpy_decoder) -> None:
-    monkeypatch.setattr(feature_view, "_NUMPY_DECODE_MIN_ROWS", 0 if numpy_decoder else 10**9)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_frames_missing_rows_and_passed_features(tmp_path, monkeypatch, decoder) -> None:
+    _use_decoder(monkeypatch, decoder)
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
         view, entries = _typed_view(fs, 100, missing_every=4)  # labels n0, n4, n8, ... have no row
@@ -664,7 +678,10 @@ def test_a_thousand_entity_frame_is_read_in_pipelined_pieces_per_group(tmp_path,
     data=st.data(),
 )
 def test_numpy_decoder_equals_messagepack(ints, floats, texts, flags, data) -> None:
-    """Stored values decoded column-wise with numpy == MessagePack row by row, for every column subset."""
+    """Stored values decoded column-wise (compiled kernels, numpy) == MessagePack row by row, for every column
+    subset."""
+    from fs_dagster.core.online import columns as columns_module
+    from fs_dagster.core.online import compiled
     from fs_dagster.core.online.codec import decode_present
     from fs_dagster.core.online.columns import decode_columns, missing_value, stored_values_array
 
@@ -681,12 +698,16 @@ def test_numpy_decoder_equals_messagepack(ints, floats, texts, flags, data) -> N
     gone = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     values = [missing_value(layout) if g else v for v, g in zip(values, gone)]
     wanted = sorted(data.draw(st.sets(st.integers(0, len(layout.value_columns) - 1), min_size=1)))
-    columns = decode_columns(values, layout, wanted)
     rows = list(zip(*decode_present(values)))
-    for index in wanted:
-        expected = stored_values_array(list(rows[index]), layout.value_types[index])
-        assert columns[index].type == expected.type
-        assert all(_same(a, b) for a, b in zip(columns[index].to_pylist(), expected.to_pylist()))
+    module = compiled.kernels()
+    if module is not None:  # (the kernels decode every type here themselves: no silent fallback to numpy)
+        assert columns_module._decode_compiled(module, values, layout, wanted) is not None
+    for use_compiled in (True, False):  # (with numba: the compiled kernels, then numpy)
+        columns = decode_columns(values, layout, wanted, use_compiled=use_compiled)
+        for index in wanted:
+            expected = stored_values_array(list(rows[index]), layout.value_types[index])
+            assert columns[index].type == expected.type
+            assert all(_same(a, b) for a, b in zip(columns[index].to_pylist(), expected.to_pylist()))
 
 
 def _key_schema() -> pa.Schema:
@@ -798,3 +819,58 @@ def test_a_damaged_online_value_is_named_never_served(tmp_path, damage) -> None:
         assert view.get_feature_vectors(entries[6:], return_type="pandas").shape == (144, len(view.feature_names))
     finally:
         EmbeddedValkey(fs.root).stop()
+
+
+def test_compiled_decoding_can_be_turned_off_and_a_failed_compile_falls_back(monkeypatch, caplog) -> None:
+    """FS_DAGSTER_COMPILED=0 turns the kernels off; a numba that cannot compile here leaves numpy decoding, said
+    once in the log; either way the arrays are the same."""
+    from fs_dagster.core.online import compiled
+    from fs_dagster.core.online.columns import decode_columns
+
+    table = pa.table({"k": [f"k{i}" for i in range(80)], "ts": pa.array([T] * 80, TS), "x": list(range(80)),
+                      "s": [f"v{i % 7}" for i in range(80)]})
+    layout = _layout(table.schema)
+    values = layout.encode_values(table, I1)
+    expected = decode_columns(values, layout, [1, 2], use_compiled=False)
+    try:
+        monkeypatch.setenv(compiled.ENV_COMPILED, "0")
+        compiled.reset()
+        assert compiled.kernels() is None and not compiled.prepare()
+        assert decode_columns(values, layout, [1, 2]) == expected
+        monkeypatch.delenv(compiled.ENV_COMPILED)
+        compiled.reset()
+        if compiled.kernels() is None:
+            pytest.skip("numba (the fast extra) is not installed")
+        compiled.reset()
+
+        def broken(module) -> None:
+            raise RuntimeError("no LLVM target here")
+
+        monkeypatch.setattr(compiled, "_warm_up", broken)
+        with caplog.at_level("WARNING", logger=compiled.__name__):
+            assert compiled.kernels() is None
+        assert "compiled online decoding is off (RuntimeError: no LLVM target here)" in caplog.text
+        assert decode_columns(values, layout, [1, 2]) == expected
+    finally:
+        monkeypatch.undo()
+        compiled.reset()
+    assert compiled.prepare()
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=40),
+       prefix=st.sampled_from(["fs:p:g:1:0badf00d|", "", "é:"]))
+def test_int_keys_packed_by_the_kernel_are_the_text_route(values, prefix) -> None:
+    """The compiled packing of int keys is byte for byte the MGET packed from their decimal texts (negative,
+    zero, int64's extremes); anything but exact ints (bools, strings) or beyond int64 is left to the text route."""
+    from fs_dagster.core.online import compiled
+
+    if compiled.kernels() is None:
+        pytest.skip("numba (the fast extra) is not installed")
+    expected = pipeline.packed_mget_of_texts(prefix, [list(map(str, values))], "\x1f")
+    if expected is None:  # (a non-ASCII prefix: the text route packs the keys themselves)
+        expected = pipeline._packed_mget([(prefix + str(v)).encode() for v in values])
+    assert pipeline.packed_mget_of_ints(prefix, values) == expected
+    assert pipeline.packed_mget_of_ints(prefix, [*values, True]) is None
+    assert pipeline.packed_mget_of_ints(prefix, [*values, "7"]) is None
+    assert pipeline.packed_mget_of_ints(prefix, [*values, 2**63]) is None

@@ -39,7 +39,7 @@ from fs_dagster.core.online.columns import (
     stored_values_array,
     to_pandas,
 )
-from fs_dagster.core.online.pipeline import packed_mget_of_texts
+from fs_dagster.core.online.pipeline import packed_mget_of_ints, packed_mget_of_texts
 from fs_dagster.core.online.sync import online_layout
 from fs_dagster.core.specs import check_name, check_version
 from fs_dagster.core.transformations import FittedTransformations, resolve
@@ -841,6 +841,10 @@ class _ServingPlan:
         except (KeyError, TypeError, IndexError):
             return None
         layout = self.layouts[g]
+        if len(columns) == 1 and pa.types.is_integer(layout.key_types[0]):
+            packed = packed_mget_of_ints(layout.prefix, columns[0])  # (None: the text route below)
+            if packed is not None:
+                return packed
         texts = layout.key_texts(columns)
         packed = packed_mget_of_texts(layout.prefix, texts, KEY_SEPARATOR) if entries else None
         return packed if packed is not None else layout.keys_for(columns)

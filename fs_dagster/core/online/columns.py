@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError
+from fs_dagster.core.online import compiled
 from fs_dagster.core.online.codec import HEADER_BYTES, OnlineLayout, _array_header, _to_datetime
 from fs_dagster.core.online.pandas_frames import arrow_to_pandas
 
@@ -286,10 +287,13 @@ class _Rows:
         return [array] if len(columns) == 1 else [array.slice(i * self.n, self.n) for i in range(len(columns))]
 
 
-def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequence[int]) -> dict[int, pa.Array] | None:
+def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequence[int],
+                   use_compiled: bool = True) -> dict[int, pa.Array] | None:
     """The stored values of value columns ``wanted`` (indices into ``layout.value_columns``) of every row, as
     arrays of :func:`output_type` (see module doc); None if a column's type or an element is not one this decoder
-    handles (the caller then takes :func:`stored_values_array` over MessagePack's rows: the same arrays).
+    handles (the caller then takes :func:`stored_values_array` over MessagePack's rows: the same arrays). With
+    numba installed (and ``use_compiled``), the compiled kernels of :mod:`.compiled` decode the batch; numpy
+    decodes what they do not.
 
     Raises:
         pyarrow.ArrowInvalid: a string that is not UTF-8 (a damaged value).
@@ -298,6 +302,11 @@ def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequen
         return {}
     if not values:
         return {i: pa.array([], output_type(layout.value_types[i])) for i in wanted}
+    module = compiled.kernels() if use_compiled else None
+    if module is not None:
+        out = _decode_compiled(module, values, layout, wanted)
+        if out is not None:
+            return out
     rows = _Rows(values, layout)
     if not rows.ok:
         return None
@@ -338,6 +347,126 @@ def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequen
         if arrays is None:
             return None
         out.update(zip(indices, arrays))
+    return out
+
+
+def _kind(module: Any, arrow_type: pa.DataType) -> int | None:
+    """What a column of ``arrow_type`` is decoded as by the compiled kernels (None: not by them)."""
+    if arrow_type == pa.float64() or arrow_type == pa.float32():  # (stored as float64)
+        return module.FLOAT
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type) or (
+            pa.types.is_integer(arrow_type) and arrow_type != pa.uint64()):
+        return module.INT
+    if pa.types.is_boolean(arrow_type):
+        return module.BOOL
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return module.STR
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return module.BIN
+    return None
+
+
+class _CompiledPlan:
+    """What the kernels need to decode columns ``wanted`` of a layout, worked out once per (layout, wanted)."""
+
+    def __init__(self, module: Any, layout: OnlineLayout, wanted: tuple[int, ...]) -> None:
+        count = len(layout.value_columns)
+        self.slots = np.full(count, -1, dtype=np.int64)  # value column -> output row (-1: not wanted)
+        self.kinds = np.full(count, -1, dtype=np.int64)
+        self.head = np.frombuffer(_array_header(count), dtype=np.uint8)
+        self.columns: list[tuple[int, int, int, pa.DataType]] = []  # (slot, value index, kind, type) of numbers
+        self.byte_columns: list[tuple[pa.DataType, bool, list[int]]] = []  # (type, text, slots) cut out together
+        self.ok = True
+        groups: dict[tuple[pa.DataType, bool], list[int]] = {}
+        for slot, index in enumerate(wanted):
+            arrow_type = layout.value_types[index]
+            if pa.types.is_dictionary(arrow_type):
+                arrow_type = arrow_type.value_type
+            kind = _kind(module, arrow_type)
+            if kind is None:
+                self.ok = False
+                return
+            self.kinds[index], self.slots[index] = kind, slot
+            if kind in (module.STR, module.BIN):
+                groups.setdefault((arrow_type, kind == module.STR), []).append(slot)
+            else:
+                self.columns.append((slot, index, kind, arrow_type))
+        self.byte_columns = [(arrow_type, text, slots) for (arrow_type, text), slots in groups.items()]
+        self.wanted = wanted
+
+
+# by (id of the layout, wanted): hashing a layout (its tuples of Arrow types) costs more than a decode step; the
+# plan keeps its layout, so an id reused by another layout is noticed
+_compiled_plans: dict[tuple[int, tuple[int, ...]], tuple[OnlineLayout, _CompiledPlan]] = {}
+
+
+def _compiled_plan(module: Any, layout: OnlineLayout, wanted: Sequence[int]) -> _CompiledPlan:
+    key = (id(layout), tuple(wanted))
+    found = _compiled_plans.get(key)
+    if found is not None and found[0] is layout:
+        return found[1]
+    if len(_compiled_plans) >= 256:  # (layouts of many versions over a long-lived process)
+        _compiled_plans.clear()
+    plan = _CompiledPlan(module, layout, key[1])
+    _compiled_plans[key] = (layout, plan)
+    return plan
+
+
+def _decode_compiled(module: Any, values: Sequence[bytes], layout: OnlineLayout,
+                     wanted: Sequence[int]) -> dict[int, pa.Array] | None:
+    """:func:`decode_columns` by the compiled kernels (:mod:`.compiled`): the same arrays; None for anything they
+    do not decode (the numpy decoder then tries)."""
+    plan = _compiled_plan(module, layout, wanted)
+    if not plan.ok:
+        return None
+    n, width = len(values), len(plan.wanted)
+    blob = b"".join(values)
+    buffer = np.frombuffer(blob, dtype=np.uint8)
+    ints = np.empty((width, n), dtype=np.int64)
+    float_bits = np.empty((width, n), dtype=np.uint64)
+    nulls = np.empty((width, n), dtype=np.bool_)
+    positions = np.empty((width, n), dtype=np.int64)
+    lengths = np.empty((width, n), dtype=np.int64)
+    status = module.decode_rows(buffer, n, HEADER_BYTES, plan.head, plan.slots, plan.kinds, ints, float_bits, nulls,
+                                positions, lengths)
+    if status != module.OK:
+        return None
+    with_nulls = nulls.any(axis=1).tolist()
+    out: dict[int, pa.Array] = {}
+    for slot, index, kind, arrow_type in plan.columns:
+        nil = nulls[slot] if with_nulls[slot] else None
+        column: pa.Array | None
+        if kind == module.FLOAT:
+            column = pa.array(float_bits[slot].view(np.float64), mask=nil)
+            if arrow_type != pa.float64():
+                column = column.cast(arrow_type)
+        elif kind == module.INT:
+            column = _int_array(ints[slot], nil, arrow_type)
+            if column is None:
+                return None
+        else:
+            column = pa.array(ints[slot].astype(np.bool_), mask=nil)
+        out[index] = column
+    for arrow_type, text, slots in plan.byte_columns:
+        large = pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type)
+        count = len(slots) * n
+        if len(buffer) >= 2**31 - 1 and not large:
+            return None
+        offsets = np.empty(count + 1, dtype=np.int64 if large else np.int32)
+        data = np.empty(len(buffer), dtype=np.uint8)  # (the strings are parts of the buffer: never more)
+        high = module.gather_strings(buffer, positions, lengths, np.array(slots, dtype=np.int64), offsets, data)
+        validity, null_count = None, 0
+        if any(with_nulls[slot] for slot in slots):
+            nil = nulls[slots].ravel()
+            validity, null_count = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
+        array = pa.Array.from_buffers(arrow_type, count, [validity, pa.py_buffer(offsets),
+                                                          pa.py_buffer(data[: offsets[-1]])], null_count=null_count)
+        # (UTF-8: a str element that is not would fail later, in to_pandas; all-ASCII bytes are valid UTF-8)
+        array.validate(full=text and high >= 0x80)
+        if len(slots) == 1:
+            out[plan.wanted[slots[0]]] = array
+        else:
+            out.update((plan.wanted[slot], array.slice(i * n, n)) for i, slot in enumerate(slots))
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fs_dagster.core.online import compiled
 from fs_dagster.core.online.codec import BINARY, HEADER_BYTES, ChunkedEncoding, EncodedRows
 
 CHUNK_BYTES = 1 << 20  # socket writes of about this size
@@ -444,6 +445,25 @@ def packed_mget_of_texts(prefix: str, texts: Sequence[Sequence[str]], separator:
             parts[2 * j :: step] = [separator] * n
     payload = f"*{n + 1}\r\n$4\r\nMGET\r\n" + "".join(parts)
     return payload.encode() if payload.isascii() else None
+
+
+def packed_mget_of_ints(prefix: str, values: Sequence[Any]) -> bytes | None:
+    """MGET of the keys ``prefix + str(value)`` of int key values, packed by a compiled kernel (no Python text per
+    key; byte for byte :func:`packed_mget_of_texts` of their decimal texts). None without the kernels (numba, the
+    ``fast`` extra), for a value that is not an ``int`` (bools, strings: the caller's checks name them) or beyond
+    int64."""
+    module = compiled.kernels()
+    if module is None or not values or not set(map(type, values)) <= {int}:
+        return None
+    try:
+        array = np.array(values, dtype=np.int64)
+    except OverflowError:
+        return None
+    head = np.frombuffer(b"*%d\r\n$4\r\nMGET\r\n" % (len(values) + 1), dtype=np.uint8)
+    key_prefix = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    out = np.empty(len(head) + len(values) * (len(key_prefix) + 48), dtype=np.uint8)
+    size = module.pack_int_keys(head, key_prefix, array, out)
+    return out[:size].tobytes()
 
 
 def _packed_mget(keys: Sequence[bytes]) -> bytes:

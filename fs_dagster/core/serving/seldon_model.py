@@ -23,6 +23,7 @@ from typing import Any
 
 from seldon_core.flask_utils import SeldonMicroserviceException
 
+from fs_dagster.core.online import compiled
 from fs_dagster.core.serving.inference_log import InferenceLogger, new_request_id, stream_key
 from fs_dagster.core.serving.payload import Echo, RequestError, jsonable
 from fs_dagster.core.serving.served_model import ServedModel
@@ -121,6 +122,7 @@ class FeatureStoreModel:
         except Exception as exc:  # noqa: BLE001 - never fail load() for it (that would halt the server)
             log.warning("deployment %s: online store not ready at load: %s", settings.deployment, exc)
         served.warm_up()
+        compiled.prepare()  # (compiles the batch decoder with numba, if installed, before any request needs it)
         if settings.inference_log:
             try:
                 client = store.online_store.client
