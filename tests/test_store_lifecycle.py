@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-import pytest
 from valkey_servers import start_valkey
 
 from fs_dagster import FeatureStore
