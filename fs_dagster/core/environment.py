@@ -10,6 +10,7 @@ variable                       what                                             
 ``FS_DAGSTER_REGISTRY_URL``    SQLAlchemy URL of the registry (PostgreSQL)                 SQLite file under the root
 ``FS_DAGSTER_ONLINE_URL``      Valkey URL of the online store                              embedded valkey-server
 ``FS_DAGSTER_ONLINE_PASSWORD`` Valkey password                                             none
+``FS_DAGSTER_COMPILED``        ``0``: no compiled (numba) decoding of online batches       on with numba
 =============================  ==========================================================  ==============
 """
 
@@ -24,6 +25,7 @@ ENV_PROJECT = "FS_DAGSTER_PROJECT"
 ENV_REGISTRY_URL = "FS_DAGSTER_REGISTRY_URL"
 ENV_ONLINE_URL = "FS_DAGSTER_ONLINE_URL"
 ENV_ONLINE_PASSWORD = "FS_DAGSTER_ONLINE_PASSWORD"
+ENV_COMPILED = "FS_DAGSTER_COMPILED"
 
 DEFAULT_ROOT = ".fs_store"
 DEFAULT_PROJECT = "default"

@@ -2,9 +2,10 @@
 
 Column-wise batches (``get_feature_vectors(..., return_type="pandas"|"pyarrow")``) are decoded by numpy
 (:mod:`.columns`) at a few numpy calls per column, whose fixed cost dominates a 1,000-entity batch. With numba,
-:mod:`.compiled_kernels` walks the MessagePack rows once in machine code instead (~4x faster for the reference
-view's two groups), giving the same arrays; the numpy decoder stays the path without numba and for anything the
-kernels do not handle.
+:mod:`.compiled_kernels` walks the MessagePack rows once in machine code instead (the reference benchmark's two
+groups of 1,000 values: 0.23 ms instead of 0.62 ms), giving the same arrays, and packs int keys into the MGET
+without a Python text per key; the numpy decoder stays the path without numba and for anything the kernels do not
+handle.
 
 The kernels are compiled on first use in a process (``numba`` caches the machine code on disk, beside the module
 or in its user cache: ~1.5 s the first time on a machine, ~0.5 s later, most of it importing numba). A serving
@@ -21,7 +22,8 @@ from types import ModuleType
 
 import numpy as np
 
-ENV_COMPILED = "FS_DAGSTER_COMPILED"
+from fs_dagster.core.environment import ENV_COMPILED
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
