@@ -643,6 +643,7 @@ def test_a_thousand_entity_frame_is_read_in_pipelined_pieces_per_group(tmp_path,
     """1,000 entities: one MGET per feature group and piece of entities, pipelined; decoded with numpy; missing rows
     in a later piece, and the same frame as the lists."""
     monkeypatch.setattr(feature_view, "_COLUMN_PIECE_ENTRIES", 300)
+    monkeypatch.setattr(feature_view, "_COMPILED_PIECE_ENTRIES", 300)
     fs = FeatureStore(root=tmp_path / "store", project="p")
     try:
         view, entries = _typed_view(fs, 1000, missing_every=997)  # n0 and n997 have no label row

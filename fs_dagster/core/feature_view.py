@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fs_dagster.core.errors import InvalidDataError, NotFoundError
+from fs_dagster.core.online import compiled
 from fs_dagster.core.online.codec import KEY_SEPARATOR, check_values, decode_present, decode_vectors
 from fs_dagster.core.online.columns import (
     decode_columns,
@@ -518,12 +519,14 @@ class FeatureView:
         """The vectors of ``entries`` as an Arrow table, column-wise (see :mod:`fs_dagster.core.online.columns`).
 
         A batch of :data:`_PIECES_MIN_ENTRIES`+ entries is read as one MGET per feature group (and per
-        :data:`_COLUMN_PIECE_ENTRIES` entries), pipelined: the next group's keys are built while the server looks
-        up this one's, and each group is decoded, all of its rows at once, while the server answers the next."""
+        :data:`_COLUMN_PIECE_ENTRIES` entries, :data:`_COMPILED_PIECE_ENTRIES` with compiled decoding), pipelined:
+        the next piece's keys are built while the server looks up this one's, and each piece is decoded, all of its
+        rows at once, while the server answers the next."""
         plan = self._serving_plan()
         n = len(entries)
         groups = range(len(plan.layouts))
-        bounds = [(a, min(n, a + _COLUMN_PIECE_ENTRIES)) for a in range(0, n, _COLUMN_PIECE_ENTRIES)] or [(0, 0)]
+        size = _COMPILED_PIECE_ENTRIES if compiled.kernels() is not None else _COLUMN_PIECE_ENTRIES
+        bounds = [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
         results = None
         if n >= _PIECES_MIN_ENTRIES:
             pieces = [(g, a, b) for a, b in bounds for g in groups]
@@ -735,8 +738,11 @@ _MIN_PIECE_ENTRIES = 32
 _PIECE_ENTRIES = 200
 # frames (pandas, pyarrow): a piece is one feature group's keys of up to _COLUMN_PIECE_ENTRIES entries, decoded with
 # numpy from _NUMPY_DECODE_MIN_ROWS rows on (each numpy call costs ~1-5 us whatever its size: below that, MessagePack
-# row by row is faster)
+# row by row is faster). The compiled kernels cost little per piece, so pieces of _COMPILED_PIECE_ENTRIES let the
+# server start sooner and each piece be decoded while it answers the next: 1,000 entities 1.22x -> 1.17x the raw
+# MGET, 2,000 entities 1.29x -> 1.08x (against 4,096; 334 and 250 were slower again)
 _COLUMN_PIECE_ENTRIES = 4096
+_COMPILED_PIECE_ENTRIES = 500
 _NUMPY_DECODE_MIN_ROWS = 64
 
 
