@@ -1,9 +1,10 @@
 """Batches of feature vectors as typed columns (Arrow arrays), for ``return_type="pandas"`` and ``"pyarrow"``.
 
-A feature group's stored values of a whole batch are decoded column by column with numpy
-(:func:`decode_columns`), never as a Python row per entity: each value is a 37-byte header and a MessagePack array
-(see :mod:`.codec`), so with every value of the batch in one buffer, a walk finds where element ``j`` of every
-row is: from element ``j - 1``'s position and size (read from its type tag, or its length for a long string), a
+A feature group's stored values of a whole batch are decoded column by column (:func:`decode_columns`), never as a
+Python row per entity: by compiled kernels when numba is installed (:mod:`.compiled`, one pass over the rows in
+machine code), else (and for what they do not handle) with numpy. Each value is a 37-byte header and a
+MessagePack array (see :mod:`.codec`), so with every value of the batch in one buffer, a walk finds where element
+``j`` of every row is: from element ``j - 1``'s position and size (read from its type tag, or its length for a long string), a
 few numpy calls per column whatever its type. Then the wanted columns are decoded from their tags and positions:
 numbers gathered as big-endian 8-byte words (a strided view of the buffer, no copy), all string columns cut out
 together into one Arrow string array (one gather, one UTF-8 check) of which each column is a slice. Columns after
