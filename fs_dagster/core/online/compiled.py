@@ -8,7 +8,7 @@ without a Python text per key; the numpy decoder stays the path without numba an
 handle.
 
 The kernels are compiled on first use in a process (``numba`` caches the machine code on disk, beside the module
-or in its user cache: ~1.5 s the first time on a machine, ~0.5 s later, most of it importing numba). A serving
+or in its user cache: ~1.8 s the first time on a machine, ~0.5 s later, half of it importing numba). A serving
 process calls :func:`prepare` at startup so that no request pays it. ``FS_DAGSTER_COMPILED=0`` turns the kernels
 off (numpy decoding only).
 """
