@@ -27,17 +27,18 @@ def _online_group(fs: FeatureStore):
 
 
 def test_close_and_reopen_and_stop_the_embedded_server(tmp_path) -> None:
-    with FeatureStore(root=tmp_path / "store", project="p") as fs:
-        fg = _online_group(fs)
-        assert fg.get_online([[2]])[0]["x"] == 2.5
-        client = fs.online_store.client
-    # closed on exit: the pool holds no connection, the registry engine was disposed; the store reopens on use
-    pool = client.connection_pool
-    assert not pool._in_use_connections and all(c._sock is None for c in pool._available_connections)
-    assert fs.get_feature_group("things").get_online([[1]])[0]["x"] == 1.5
-    server = EmbeddedValkey(fs.root).status()
-    assert server is not None and _alive(server.pid)
+    root = tmp_path / "store"
     try:
+        with FeatureStore(root=root, project="p") as fs:
+            fg = _online_group(fs)
+            assert fg.get_online([[2]])[0]["x"] == 2.5
+            client = fs.online_store.client
+        # closed on exit: the pool holds no open connection; the store reopens on use
+        pool = client.connection_pool
+        assert not pool._in_use_connections and all(c._sock is None for c in pool._available_connections)
+        assert fs.get_feature_group("things").get_online([[1]])[0]["x"] == 1.5
+        server = EmbeddedValkey(fs.root).status()
+        assert server is not None and _alive(server.pid)
         assert fs.stop_embedded_online_store() is True
         assert not _alive(server.pid)
         assert EmbeddedValkey(fs.root).status() is None
@@ -47,7 +48,7 @@ def test_close_and_reopen_and_stop_the_embedded_server(tmp_path) -> None:
         restarted = EmbeddedValkey(fs.root).status()
         assert restarted is not None and restarted.pid != server.pid
     finally:
-        EmbeddedValkey(fs.root).stop()
+        EmbeddedValkey(root).stop()
 
 
 def test_an_external_server_is_never_stopped(tmp_path) -> None:
