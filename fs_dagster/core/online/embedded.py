@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from fs_dagster.core.errors import FeatureStoreError
 from fs_dagster.core.file_lock import FileLock
+from fs_dagster.core.process_state import alive
 
 ONLINE_DIR = "online"
 STATE_FILE = "server.json"
@@ -229,7 +230,7 @@ class EmbeddedValkey:
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + timeout
-            while _alive(info.pid):
+            while alive(info.pid):
                 if time.monotonic() > deadline:
                     raise EmbeddedServerError(f"valkey-server pid {info.pid} did not stop within {timeout}s")
                 time.sleep(0.05)
@@ -244,7 +245,7 @@ class _PortTaken(EmbeddedServerError):
 
 def _is_server(pid: int, port: int | None = None) -> bool:
     """True if ``pid`` is a live valkey-server (on ``port``), not a recycled pid of some other program."""
-    if not _alive(pid):
+    if not alive(pid):
         return False
     if not os.path.isdir("/proc"):  # macOS: trust the pid
         return True
@@ -283,21 +284,6 @@ def _log_since(log: Path, offset: int) -> str:
             return handle.read().decode(errors="replace")[-2000:]
     except OSError:
         return "(no log)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as dead
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _ping(info: ServerInfo, timeout: float = 1.0) -> bytes:

@@ -17,10 +17,10 @@ import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-_PROC = Path("/proc")
+from fs_dagster.core.process_state import PROC as _PROC
+from fs_dagster.core.process_state import alive, state_and_group
 _started: dict[int, subprocess.Popen] = {}  # servers this process started: reaped when stopped (no zombies)
 
 
@@ -65,27 +65,6 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])  # field 22 overall
 
 
-def _state_and_group(pid: int) -> tuple[str, int] | None:
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[2])
-
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    state = _state_and_group(pid)
-    return state is not None and state[0] != "Z"
-
-
 def command_line(pid: int) -> list[str]:
     try:
         raw = (_PROC / str(pid) / "cmdline").read_bytes()
@@ -119,7 +98,7 @@ def group_members(pgid: int) -> list[int]:
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        state = _state_and_group(int(entry.name))
+        state = state_and_group(int(entry.name))
         if state is not None and state[1] == pgid and state[0] != "Z":
             members.append(int(entry.name))
     return sorted(members)
