@@ -197,17 +197,22 @@ class Bench:
 
     # reads --------------------------------------------------------------------------------------------------
 
-    def _read_cases(self, batch: int, count: int) -> dict[str, Callable[[int], Any]]:
-        s = self.s
-        client, view, entries, keys = s.client, s.view, s.entries, s.keys
-        n = len(entries)
-        starts = np.random.default_rng(batch).integers(0, max(1, n - batch), count + 64).tolist()
-        w_fields, a_fields = s.hash_fields
+    def _windows(self, batch: int, count: int) -> Callable[[int], slice]:
+        """Which entries lookup ``i`` of a batch size reads (the same for every case of that size)."""
+        starts = np.random.default_rng(batch).integers(0, max(1, len(self.s.entries) - batch), count + 64).tolist()
 
         def window(i: int) -> slice:
             start = starts[i % len(starts)]
             return slice(start, start + batch)
 
+        return window
+
+    def _read_cases(self, batch: int, count: int) -> dict[str, Callable[[int], Any]]:
+        s = self.s
+        client, view, entries, keys = s.client, s.view, s.entries, s.keys
+        n = len(entries)
+        window = self._windows(batch, count)
+        w_fields, a_fields = s.hash_fields
 
         if batch == 1:
             def ours(i):
@@ -259,11 +264,10 @@ class Bench:
         the pipelined HMGET baseline, ~7x slower than MGET, whose garbage and cold caches land on its neighbours)."""
         cases = self._read_cases(batch, count)
         view, entries = self.s.view, self.s.entries
-        starts = np.random.default_rng(batch).integers(0, max(1, len(entries) - batch), count + 64).tolist()
+        window = self._windows(batch, count)
 
         def picked(i: int) -> list[dict[str, Any]]:
-            start = starts[i % len(starts)]
-            return entries[start : start + batch]
+            return entries[window(i)]
 
         def pandas_frame(i):
             return view.get_feature_vectors(picked(i), return_type="pandas")
