@@ -278,14 +278,7 @@ class _Rows:
             return None
         np.cumsum(lengths, out=offsets[1:], dtype=offsets.dtype)
         data = self.buffer[np.repeat(starts - offsets[:-1], lengths) + np.arange(total)] if total else _NO_BYTES
-        validity, nulls = None, 0
-        if nil is not None and nil.any():
-            validity, nulls = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
-        array = pa.Array.from_buffers(arrow_type, size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-                                      null_count=nulls)
-        if text:
-            array.validate(full=True)  # (UTF-8: a str element that is not would fail later, in to_pandas)
-        return [array] if len(columns) == 1 else [array.slice(i * self.n, self.n) for i in range(len(columns))]
+        return _byte_columns(arrow_type, offsets, data, nil, text, self.n)
 
 
 def decode_columns(values: Sequence[bytes], layout: OnlineLayout, wanted: Sequence[int],
@@ -456,19 +449,25 @@ def _decode_compiled(module: Any, values: Sequence[bytes], layout: OnlineLayout,
         offsets = np.empty(count + 1, dtype=np.int64 if large else np.int32)
         data = np.empty(len(buffer), dtype=np.uint8)  # (the strings are parts of the buffer: never more)
         high = module.gather_strings(buffer, positions, lengths, np.array(slots, dtype=np.int64), offsets, data)
-        validity, null_count = None, 0
-        if any(with_nulls[slot] for slot in slots):
-            nil = nulls[slots].ravel()
-            validity, null_count = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
-        array = pa.Array.from_buffers(arrow_type, count, [validity, pa.py_buffer(offsets),
-                                                          pa.py_buffer(data[: offsets[-1]])], null_count=null_count)
-        # (UTF-8: a str element that is not would fail later, in to_pandas; all-ASCII bytes are valid UTF-8)
-        array.validate(full=text and high >= 0x80)
-        if len(slots) == 1:
-            out[plan.wanted[slots[0]]] = array
-        else:
-            out.update((plan.wanted[slot], array.slice(i * n, n)) for i, slot in enumerate(slots))
+        nil = nulls[slots].ravel() if any(with_nulls[slot] for slot in slots) else None
+        arrays = _byte_columns(arrow_type, offsets, data[: offsets[-1]], nil, text and high >= 0x80, n)
+        out.update((plan.wanted[slot], array) for slot, array in zip(slots, arrays))
     return out
+
+
+def _byte_columns(arrow_type: pa.DataType, offsets: np.ndarray, data: np.ndarray, nil: np.ndarray | None,
+                  check_utf8: bool, rows: int) -> list[pa.Array]:
+    """String/binary columns of ``rows`` rows each, cut out together: one array from its ``offsets`` and ``data``
+    (null where ``nil``), checked (its UTF-8 too if ``check_utf8``: a str element that is not would fail later,
+    in to_pandas; all-ASCII bytes need no check), then sliced per column."""
+    validity, nulls = None, 0
+    if nil is not None and nil.any():
+        validity, nulls = pa.py_buffer(np.packbits(~nil, bitorder="little")), int(nil.sum())
+    size = len(offsets) - 1
+    array = pa.Array.from_buffers(arrow_type, size, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                  null_count=nulls)
+    array.validate(full=check_utf8)
+    return [array] if size == rows else [array.slice(start, rows) for start in range(0, size, rows)]
 
 
 def _int_array(values: np.ndarray, nil: np.ndarray | None, arrow_type: pa.DataType) -> pa.Array | None:
